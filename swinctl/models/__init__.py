@@ -1,0 +1,17 @@
+"""swinctl's models, registered in the ``swinctl`` scope under MMEngine's root MODELS registry.
+
+MMDet and MMSeg each register their own ``SwinTransformer``; a config selects ours with the scoped name
+``type='swinctl.SwinTransformer'`` after ``custom_imports=dict(imports=['swinctl.models'])``. Their MODELS registries
+are children of MMEngine's root, which resolves the ``swinctl.`` prefix to this child registry. Importing this package
+needs only torch and mmengine.
+"""
+
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+from .swin import SwinTransformer
+
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope='swinctl', locations=['swinctl.models'])
+MODELS.register_module(module=SwinTransformer)
+
+__all__ = ['MODELS', 'SwinTransformer']

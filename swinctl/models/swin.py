@@ -1,0 +1,488 @@
+"""Swin Transformer backbone (Liu et al. 2021) shared by swinctl's MMDetection and MMSegmentation recipes.
+
+Parameter names follow Microsoft's official detection/segmentation code (``patch_embed.proj``, ``layers.N.blocks.M``,
+``layers.N.downsample``, ``norm0..3``), so official checkpoints load without renaming; the other published layouts
+(MMDet 3.x / MMSeg 1.x, timm) are converted by :mod:`swinctl.models.checkpoints`.
+
+The numerics follow the official detection code (and MMDet/MMSeg, which copy it): inputs of any size are padded on the
+right/bottom to window multiples, every second block shifts its windows even when the feature map is no larger than a
+window, and shifted windows mask attention between regions that the cyclic shift brought together with -100.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from torch import nn
+
+ARCH_SETTINGS: dict[str, dict] = {
+    'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+# Additive attention logit for token pairs that a cyclic shift made adjacent; the official code uses -100, not -inf.
+SHIFTED_WINDOW_MASK_VALUE = -100.0
+
+
+class DropPath(nn.Module):
+    """Stochastic depth per sample (timm's DropPath; kept local so importing swinctl.models needs no timm)."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep_prob = 1.0 - self.drop_prob
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        return x * x.new_empty(shape).bernoulli_(keep_prob).div_(keep_prob)
+
+    def extra_repr(self) -> str:
+        return f'drop_prob={self.drop_prob}'
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+
+
+def relative_position_index(window_size: int) -> torch.Tensor:
+    """(N, N) index into the (2w-1)^2 bias table for every pair of tokens of a w*w window (N = w*w)."""
+    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')).flatten(1)
+    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
+    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
+
+
+def shifted_window_mask(padded_hw: tuple[int, int], window_size: int, shift_size: int) -> torch.Tensor:
+    """(num_windows, N, N) additive mask: 0 within a region of the cyclically shifted map, -100 across regions."""
+    height, width = padded_hw
+    region = torch.zeros(height, width)
+    edges = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
+    for label, (rows, cols) in enumerate((r, c) for r in edges for c in edges):
+        region[rows, cols] = label
+    region = region.view(height // window_size, window_size, width // window_size, window_size)
+    region = region.transpose(1, 2).reshape(-1, window_size * window_size)
+    different = region[:, None, :] != region[:, :, None]
+    return torch.zeros(different.shape).masked_fill_(different, SHIFTED_WINDOW_MASK_VALUE)
+
+
+class WindowAttention(nn.Module):
+    """Multi-head self-attention inside non-overlapping windows with a learned relative position bias."""
+
+    def __init__(
+        self,
+        dim: int,
+        window_size: int,
+        num_heads: int,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ):
+        super().__init__()
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.scale = qk_scale or (dim // num_heads) ** -0.5
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        # Derived from window_size, so not saved: official checkpoints that carry it are filtered by the converters.
+        self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.attn_drop = attn_drop
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def relative_position_bias(self) -> torch.Tensor:
+        """(num_heads, N, N) bias gathered from the table (recomputed each call: the table is trained)."""
+        tokens = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)
+
+    def forward(self, windows: torch.Tensor, shift_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """windows: (B * num_windows, N, C); shift_mask: (num_windows, N, N) or None. Returns (B * num_windows, N, C)."""
+        batch_windows, tokens, channels = windows.shape
+        qkv = self.qkv(windows).view(batch_windows, tokens, 3, self.num_heads, channels // self.num_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        bias = self.relative_position_bias().unsqueeze(0)
+        if shift_mask is None:
+            logits_offset = bias
+        else:
+            # Batch dim is (B, num_windows) flattened: view the offset so it broadcasts over B without a copy.
+            num_windows = shift_mask.shape[0]
+            logits_offset = (bias + shift_mask.unsqueeze(1)).repeat(batch_windows // num_windows, 1, 1, 1)
+        out = F.scaled_dot_product_attention(
+            query,
+            key,
+            value,
+            attn_mask=logits_offset,
+            dropout_p=self.attn_drop if self.training else 0.0,
+            scale=self.scale,
+        )
+        out = out.transpose(1, 2).reshape(batch_windows, tokens, channels)
+        return self.proj_drop(self.proj(out))
+
+
+class SwinBlock(nn.Module):
+    """Pre-norm transformer block over (shifted) windows; works on channels-last maps of any size."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        window_size: int,
+        shift_size: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_scale: float | None,
+        drop: float,
+        attn_drop: float,
+        drop_path: float,
+    ):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: torch.Tensor, shift_mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, H, W, C); shift_mask: the stage's mask for the padded map (used by shifted blocks only)."""
+        x = x + self.drop_path(self._window_attention(self.norm1(x), shift_mask))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+    def _window_attention(self, x: torch.Tensor, shift_mask: torch.Tensor | None) -> torch.Tensor:
+        batch, height, width, channels = x.shape
+        ws, shift = self.window_size, self.shift_size
+        # Pad after norm1 (as the official code does): the zero tokens take part in attention, then are cropped.
+        pad_bottom, pad_right = -height % ws, -width % ws
+        if pad_bottom or pad_right:
+            x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
+        padded_h, padded_w = height + pad_bottom, width + pad_right
+        if shift:
+            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
+        windows = x.view(batch, padded_h // ws, ws, padded_w // ws, ws, channels).transpose(2, 3)
+        windows = self.attn(windows.reshape(-1, ws * ws, channels), shift_mask if shift else None)
+        x = windows.view(batch, padded_h // ws, padded_w // ws, ws, ws, channels).transpose(2, 3)
+        x = x.reshape(batch, padded_h, padded_w, channels)
+        if shift:
+            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
+        if pad_bottom or pad_right:
+            x = x[:, :height, :width]
+        return x
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbour concatenation (official channel order x00, x10, x01, x11) + LayerNorm + linear 4C -> 2C."""
+
+    def __init__(self, dim: int, norm: bool = True):
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * dim) if norm else nn.Identity()
+        self.reduction = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, height, width, channels = x.shape
+        if height % 2 or width % 2:
+            x = F.pad(x, (0, 0, 0, width % 2, 0, height % 2))
+            height, width = height + height % 2, width + width % 2
+        # (B, H/2, 2[row], W/2, 2[col], C) -> (B, H/2, W/2, col, row, C): one copy gives the official cat order.
+        x = x.view(batch, height // 2, 2, width // 2, 2, channels).permute(0, 1, 3, 4, 2, 5)
+        return self.reduction(self.norm(x.reshape(batch, height // 2, width // 2, 4 * channels)))
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patch projection; pads the image on the right/bottom to a multiple of the patch size."""
+
+    def __init__(self, patch_size: int, in_channels: int, embed_dims: int, norm: bool):
+        super().__init__()
+        self.patch_size = patch_size
+        self.proj = nn.Conv2d(in_channels, embed_dims, kernel_size=patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims) if norm else None
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) image -> (B, H/p, W/p, D) channels-last tokens."""
+        height, width = image.shape[-2:]
+        pad_bottom, pad_right = -height % self.patch_size, -width % self.patch_size
+        if pad_bottom or pad_right:
+            image = F.pad(image, (0, pad_right, 0, pad_bottom))
+        x = self.proj(image).permute(0, 2, 3, 1)
+        return self.norm(x) if self.norm is not None else x
+
+
+class SwinStage(nn.Module):
+    """``depth`` blocks alternating regular and shifted windows, then an optional PatchMerging (official layout)."""
+
+    def __init__(
+        self,
+        dim: int,
+        depth: int,
+        num_heads: int,
+        window_size: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        qk_scale: float | None,
+        drop: float,
+        attn_drop: float,
+        drop_path: Sequence[float],
+        downsample: bool,
+        patch_norm: bool,
+        with_cp: bool,
+    ):
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = window_size // 2
+        self.with_cp = with_cp
+        self.blocks = nn.ModuleList(
+            SwinBlock(
+                dim,
+                num_heads,
+                window_size,
+                shift_size=0 if index % 2 == 0 else self.shift_size,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop=drop,
+                attn_drop=attn_drop,
+                drop_path=drop_path[index],
+            )
+            for index in range(depth)
+        )
+        self.downsample = PatchMerging(dim, patch_norm) if downsample else None
+        # The shift mask depends only on the padded map size: build it once per size and device, not per block/step.
+        self._mask_cache: dict[tuple, torch.Tensor] = {}
+
+    def shift_mask(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        ws = self.window_size
+        key = (math.ceil(height / ws) * ws, math.ceil(width / ws) * ws, device, dtype)
+        mask = self._mask_cache.get(key)
+        if mask is None:
+            mask = shifted_window_mask(key[:2], ws, self.shift_size).to(device=device, dtype=dtype)
+            self._mask_cache[key] = mask
+        return mask
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """x: (B, H, W, C). Returns (stage output before downsampling, downsampled input of the next stage)."""
+        mask = self.shift_mask(x.shape[1], x.shape[2], x.device, x.dtype) if len(self.blocks) > 1 else None
+        for block in self.blocks:
+            if self.with_cp and x.requires_grad:
+                # Recompute the block in backward instead of keeping its activations (memory for ~30% more time).
+                x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
+            else:
+                x = block(x, mask)
+        return x, (self.downsample(x) if self.downsample is not None else None)
+
+
+def _pair(value: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    value = tuple(value)
+    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+
+
+class SwinTransformer(BaseModule):
+    """Swin Transformer backbone returning one normalised NCHW feature map per entry of ``out_indices``.
+
+    ``arch`` ('tiny', 'small', 'base', 'large') fills in ``embed_dims``/``depths``/``num_heads``; explicit values
+    override it. The remaining keyword names are those of MMDet 3.x / MMSeg 1.x's SwinTransformer, so a shipped config
+    works after changing only its ``type``; ``convert_weights`` is accepted and ignored because checkpoint layouts
+    are detected automatically. ``frozen_stages`` follows MMDet: 0 freezes the patch embedding, k >= 1 also freezes
+    stages 1..k with their output norms.
+    """
+
+    def __init__(
+        self,
+        arch: str = 'tiny',
+        embed_dims: int | None = None,
+        depths: Sequence[int] | None = None,
+        num_heads: Sequence[int] | None = None,
+        window_size: int = 7,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        qk_scale: float | None = None,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        ape: bool = False,
+        use_abs_pos_embed: bool | None = None,
+        patch_norm: bool = True,
+        patch_size: int = 4,
+        in_channels: int = 3,
+        pretrain_img_size: int | Sequence[int] = 224,
+        strides: Sequence[int] | None = None,
+        out_indices: Sequence[int] = (0, 1, 2, 3),
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+        act_cfg: dict | None = None,
+        norm_cfg: dict | None = None,
+        convert_weights: bool = False,
+        pretrained: str | None = None,
+        init_cfg: dict | list | None = None,
+    ):
+        if arch not in ARCH_SETTINGS:
+            raise ValueError(f'arch must be one of {sorted(ARCH_SETTINGS)}, got {arch!r}')
+        if pretrained is not None and init_cfg is not None:
+            raise ValueError('give either pretrained or init_cfg, not both')
+        if pretrained is not None:
+            init_cfg = dict(type='Pretrained', checkpoint=pretrained)
+        super().__init__(init_cfg=init_cfg)
+
+        settings = ARCH_SETTINGS[arch]
+        embed_dims = settings['embed_dims'] if embed_dims is None else embed_dims
+        depths = tuple(settings['depths'] if depths is None else depths)
+        num_heads = tuple(settings['num_heads'] if num_heads is None else num_heads)
+        if len(depths) != len(num_heads):
+            raise ValueError(f'depths {depths} and num_heads {num_heads} must have the same length')
+        if strides is not None and tuple(strides) != (patch_size,) + (2,) * (len(depths) - 1):
+            raise ValueError(f'only the standard strides (patch_size, 2, 2, ...) are supported, got {tuple(strides)}')
+        if act_cfg is not None and act_cfg.get('type') != 'GELU':
+            raise ValueError(f"only act_cfg=dict(type='GELU') is supported, got {act_cfg}")
+        if norm_cfg is not None and norm_cfg.get('type') != 'LN':
+            raise ValueError(f"only norm_cfg=dict(type='LN') is supported, got {norm_cfg}")
+        num_stages = len(depths)
+        out_indices = tuple(out_indices)
+        if not all(0 <= index < num_stages for index in out_indices):
+            raise ValueError(f'out_indices {out_indices} must lie in [0, {num_stages})')
+
+        self.arch = arch
+        self.embed_dims = embed_dims
+        self.depths = depths
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.patch_size = patch_size
+        self.out_indices = out_indices
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+        self.ape = ape if use_abs_pos_embed is None else use_abs_pos_embed
+        self.num_features = tuple(embed_dims * 2**index for index in range(num_stages))
+
+        self.patch_embed = PatchEmbed(patch_size, in_channels, embed_dims, norm=patch_norm)
+        if self.ape:
+            # Official detection layout (1, C, H, W): resized bicubically to the input's patch grid in forward.
+            grid_h, grid_w = (size // patch_size for size in _pair(pretrain_img_size))
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, grid_h, grid_w))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.layers = nn.ModuleList(
+            SwinStage(
+                dim=self.num_features[index],
+                depth=depths[index],
+                num_heads=num_heads[index],
+                window_size=window_size,
+                mlp_ratio=mlp_ratio,
+                qkv_bias=qkv_bias,
+                qk_scale=qk_scale,
+                drop=drop_rate,
+                attn_drop=attn_drop_rate,
+                drop_path=drop_path_rates[sum(depths[:index]) : sum(depths[: index + 1])],
+                downsample=index < num_stages - 1,
+                patch_norm=patch_norm,
+                with_cp=with_cp,
+            )
+            for index in range(num_stages)
+        )
+        for index in out_indices:
+            self.add_module(f'norm{index}', nn.LayerNorm(self.num_features[index]))
+
+        self._init_from_scratch()
+        self._freeze_stages()
+
+    def _init_from_scratch(self) -> None:
+        """The official initialisation (truncated normal 0.02 for linears, tables and the position embedding)."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, WindowAttention):
+                nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
+        if self.ape:
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+
+    def init_weights(self) -> None:
+        """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` in any supported layout.
+
+        Other init_cfg types go through MMEngine's initialisers; without init_cfg the weights set in __init__ stay.
+        """
+        cfg = self.init_cfg
+        if isinstance(cfg, dict) and cfg.get('type') == 'Pretrained':
+            self.load_pretrained(cfg['checkpoint'], prefix=cfg.get('prefix'))
+            self._is_init = True
+        elif cfg is not None:
+            super().init_weights()
+
+    def load_pretrained(self, checkpoint: str, prefix: str | None = None) -> tuple[list[str], list[str]]:
+        """Load a checkpoint (path or URL understood by MMEngine) and log which backbone keys were missing/unexpected."""
+        from mmengine.runner.checkpoint import CheckpointLoader
+
+        from .checkpoints import load_backbone_state_dict
+
+        raw = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        if prefix:
+            # MMEngine's PretrainedInit semantics: keep only keys under ``prefix`` (e.g. 'backbone.') and strip it.
+            raw = raw.get('state_dict', raw.get('model', raw))
+            raw = {key[len(prefix) :]: value for key, value in raw.items() if key.startswith(prefix)}
+        state_dict = load_backbone_state_dict(raw, model=self)
+        missing, unexpected = self.load_state_dict(state_dict, strict=False)
+        print_log(
+            f'swinctl.SwinTransformer loaded {len(state_dict)} tensors from {checkpoint}; '
+            f'missing keys: {missing or "none"}; unexpected keys: {unexpected or "none"}',
+            logger='current',
+        )
+        return missing, unexpected
+
+    def train(self, mode: bool = True) -> SwinTransformer:
+        super().train(mode)
+        self._freeze_stages()
+        return self
+
+    def _freeze_stages(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        frozen: list[nn.Module] = [self.patch_embed, self.pos_drop]
+        for stage in range(1, min(self.frozen_stages, len(self.layers)) + 1):
+            frozen.append(self.layers[stage - 1])
+            if stage - 1 in self.out_indices:
+                frozen.append(getattr(self, f'norm{stage - 1}'))
+        for module in frozen:
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad = False
+        if self.ape:
+            self.absolute_pos_embed.requires_grad = False
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        x = self.patch_embed(image)
+        if self.ape:
+            pos = self.absolute_pos_embed
+            if pos.shape[-2:] != x.shape[1:3]:
+                pos = F.interpolate(pos, size=x.shape[1:3], mode='bicubic')
+            x = x + pos.permute(0, 2, 3, 1)
+        x = self.pos_drop(x)
+        outputs = []
+        for index, stage in enumerate(self.layers):
+            out, x = stage(x)
+            if index in self.out_indices:
+                norm = getattr(self, f'norm{index}')
+                outputs.append(norm(out).permute(0, 3, 1, 2).contiguous())
+        return tuple(outputs)
