@@ -1,0 +1,386 @@
+#!/usr/bin/env bash
+# scripts/local-slurm.sh — a real one-node SLURM cluster on localhost, for swinctl's tests.
+#
+#   scripts/local-slurm.sh start  DIR   install Debian's slurm/munge/mariadb packages if missing,
+#                                       write every config/state/log/pid/socket under DIR, start
+#                                       munged, mariadbd, slurmdbd, slurmctld and slurmd
+#                                       (a no-op success when already running)
+#   scripts/local-slurm.sh stop   DIR   stop everything started from DIR (by its pid files) and wait
+#   scripts/local-slurm.sh status DIR   exit 0 when every daemon is up and the node answers
+#   scripts/local-slurm.sh env    DIR   print `export SLURM_CONF=...` for `eval "$(... env DIR)"`
+#
+# DIR defaults to $SWINCTL_SLURM_DIR, then /tmp/swinctl-slurm.  Needs root (the daemons run as
+# root, SlurmUser=root).  Ports: SWINCTL_SLURM_PORT_BASE (default 6817) gives slurmctld=BASE,
+# slurmd=BASE+1, slurmdbd=BASE+2; mariadb listens on a unix socket only.
+#
+# Knobs: SWINCTL_SLURM_CPUS (CPUs declared for the node, default max(8, real); the node is
+# oversubscribed on purpose so several tiny test jobs run at once on a 2-core machine);
+# SWINCTL_SLURM_CRED_EXPIRE (AuthInfo cred_expire, default 10 s: a requeued job becomes eligible
+# again cred_expire+1 s after the requeue instead of Slurm's default 120 s).
+#
+# Note: a fresh cluster (fresh DIR) restarts job ids at 1 — never reuse a submitit folder
+# across clusters.
+set -euo pipefail
+
+PKGS=(slurmctld slurmd slurm-client munge slurmdbd mariadb-server)
+CLUSTER_NAME=swinctl
+say() { printf '[local-slurm] %s\n' "$*" >&2; }
+die() { local rc=$1; shift; printf '[local-slurm] error: %s\n' "$*" >&2; exit "$rc"; }
+
+usage() {
+    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 64
+}
+
+CMD=${1:-}
+[[ -n $CMD ]] || usage
+DIR=${2:-${SWINCTL_SLURM_DIR:-/tmp/swinctl-slurm}}
+case $DIR in /*) ;; *) DIR=$(pwd)/$DIR ;; esac
+PORT_BASE=${SWINCTL_SLURM_PORT_BASE:-6817}
+CRED_EXPIRE=${SWINCTL_SLURM_CRED_EXPIRE:-10}
+CTLD_PORT=$PORT_BASE
+SLURMD_PORT=$((PORT_BASE + 1))
+DBD_PORT=$((PORT_BASE + 2))
+
+ETC=$DIR/etc
+RUN=$DIR/run
+LOG=$DIR/log
+MUNGE_SOCKDIR=$RUN/munge            # world-executable (munged insists)
+MUNGE_SOCKET=$MUNGE_SOCKDIR/munge.socket.2
+MUNGE_KEYDIR=$DIR/munge-key         # 0700, key separate from the socket directory
+MUNGE_KEY=$MUNGE_KEYDIR/munge.key
+DB_DATADIR=$DIR/mysql
+DB_SOCKET=$RUN/mysqld.sock
+SLURM_CONF_FILE=$ETC/slurm.conf
+
+pidfile() { echo "$RUN/$1.pid"; }
+
+# pid of a daemon from its pid file if that process is alive, else nothing (and exit 1)
+alive_pid() {
+    local f pid
+    f=$(pidfile "$1")
+    [[ -s $f ]] || return 1
+    pid=$(<"$f")
+    [[ $pid =~ ^[0-9]+$ ]] || return 1
+    kill -0 "$pid" 2>/dev/null || return 1
+    echo "$pid"
+}
+
+need_root() {
+    [[ $(id -u) -eq 0 ]] || die 2 "needs root: the local cluster runs munged/mariadbd/slurm daemons as root (SlurmUser=root) and may apt-get install them; rerun as root (sudo $0 $CMD $DIR)"
+}
+
+install_packages() {
+    local missing=() p
+    for p in "${PKGS[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+    done
+    [[ ${#missing[@]} -eq 0 ]] && return 0
+    command -v apt-get >/dev/null || die 3 "packages missing (${missing[*]}) and apt-get is not available to install them"
+    say "installing ${missing[*]} (apt-get; ~40 s)"
+    local t0=$SECONDS
+    export DEBIAN_FRONTEND=noninteractive
+    # Package installs must not try to start services (no systemd here anyway).
+    local policy=/usr/sbin/policy-rc.d created_policy=0
+    if [[ ! -e $policy ]]; then
+        printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && created_policy=1
+    fi
+    local rc=0
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+        >"${TMPDIR:-/tmp}/local-slurm-apt.log" 2>&1 || rc=$?
+    [[ $created_policy -eq 1 ]] && rm -f "$policy"
+    [[ $rc -eq 0 ]] || { tail -20 "${TMPDIR:-/tmp}/local-slurm-apt.log" >&2; die 3 "apt-get install ${missing[*]} failed (log: ${TMPDIR:-/tmp}/local-slurm-apt.log)"; }
+    say "installed in $((SECONDS - t0)) s"
+}
+
+node_line() {
+    # `slurmd -C` describes the real machine; declare more CPUs than physical (config_overrides)
+    # so several small jobs can share 2 cores.
+    local c cpus real_cpus mem
+    c=$(slurmd -C 2>/dev/null | head -1)
+    real_cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$c")
+    mem=$(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$c")
+    [[ -n $real_cpus ]] || real_cpus=$(nproc)
+    [[ -n $mem ]] || mem=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024))
+    cpus=${SWINCTL_SLURM_CPUS:-$((real_cpus > 8 ? real_cpus : 8))}
+    # Declare a plain 1-socket topology with the oversubscribed count; memory is what the machine has.
+    echo "NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem State=UNKNOWN"
+}
+
+write_configs() {
+    mkdir -p "$ETC" "$RUN" "$LOG" "$DIR/spool/slurmctld" "$DIR/spool/slurmd" "$DB_DATADIR"
+    chmod 755 "$DIR" "$RUN" "$ETC"
+    local ctld_host="$NODE"
+    cat >"$SLURM_CONF_FILE" <<EOF
+# generated by scripts/local-slurm.sh — one-node test cluster, everything under $DIR
+ClusterName=$CLUSTER_NAME
+SlurmctldHost=$ctld_host(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+SlurmctldPort=$CTLD_PORT
+SlurmdPort=$SLURMD_PORT
+AuthType=auth/munge
+# cred_expire also sets how long a requeued job waits before it may start again (default 120 s)
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=$CRED_EXPIRE
+CredType=cred/munge
+MailProg=/bin/true
+StateSaveLocation=$DIR/spool/slurmctld
+SlurmdSpoolDir=$DIR/spool/slurmd
+SlurmctldPidFile=$(pidfile slurmctld)
+SlurmdPidFile=$(pidfile slurmd)
+SlurmctldLogFile=$LOG/slurmctld.log
+SlurmdLogFile=$LOG/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+# no cgroups: plain process tracking, no task binding
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+MpiDefault=none
+SwitchType=switch/none
+ReturnToService=2
+SlurmdParameters=config_overrides
+# scheduling: start jobs immediately, let jobs share the (oversubscribed) CPUs
+SchedulerType=sched/backfill
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+# requeue / preemption / time limits enforced promptly
+JobRequeue=1
+KillWait=5
+OverTimeLimit=0
+InactiveLimit=0
+MinJobAge=30
+MessageTimeout=10
+SlurmctldTimeout=30
+SlurmdTimeout=60
+Waittime=0
+# accounting through slurmdbd (sacct, which submitit uses for job state, needs it)
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=127.0.0.1
+AccountingStoragePort=$DBD_PORT
+AccountingStoragePass=$MUNGE_SOCKET
+JobCompType=jobcomp/none
+
+$(node_line)
+PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=long Nodes=$NODE Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
+EOF
+    cat >"$ETC/cgroup.conf" <<EOF
+# not used (proctrack/linuxproc, task/none); present so nothing falls back to /etc/slurm
+CgroupPlugin=autodetect
+EOF
+    cat >"$ETC/slurmdbd.conf" <<EOF
+# generated by scripts/local-slurm.sh
+AuthType=auth/munge
+AuthInfo=socket=$MUNGE_SOCKET
+DbdHost=localhost
+DbdAddr=127.0.0.1
+DbdPort=$DBD_PORT
+SlurmUser=root
+PidFile=$(pidfile slurmdbd)
+LogFile=$LOG/slurmdbd.log
+DebugLevel=info
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=root
+StorageLoc=slurm_acct_db
+EOF
+    chmod 600 "$ETC/slurmdbd.conf"
+    chmod 644 "$SLURM_CONF_FILE" "$ETC/cgroup.conf"
+}
+
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+    local limit=$1 what=$2
+    shift 2
+    local deadline=$((SECONDS + limit))
+    until "$@" >/dev/null 2>&1; do
+        if ((SECONDS >= deadline)); then
+            return 1
+        fi
+        sleep 0.1
+    done
+}
+
+fail_with_log() {  # fail_with_log NAME LOGFILE
+    say "$1 did not come up; last lines of $2:"
+    tail -15 "$2" >&2 2>/dev/null || true
+    die 1 "$1 failed to start (full log: $2)"
+}
+
+start_munge() {
+    if alive_pid munged >/dev/null; then return 0; fi
+    mkdir -p "$MUNGE_KEYDIR" "$MUNGE_SOCKDIR" "$DIR/munge-state"
+    chmod 700 "$MUNGE_KEYDIR" "$DIR/munge-state"
+    chmod 755 "$MUNGE_SOCKDIR"
+    if [[ ! -s $MUNGE_KEY ]]; then
+        say "creating munge key"
+        if command -v mungekey >/dev/null; then
+            mungekey --create --keyfile="$MUNGE_KEY" --force >/dev/null
+        else
+            dd if=/dev/urandom of="$MUNGE_KEY" bs=1 count=1024 status=none
+        fi
+    fi
+    chmod 400 "$MUNGE_KEY"
+    say "starting munged"
+    rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
+    munged --key-file="$MUNGE_KEY" --socket="$MUNGE_SOCKET" --pid-file="$(pidfile munged)" \
+        --log-file="$LOG/munged.log" --seed-file="$DIR/munge-state/munged.seed" --force \
+        >>"$LOG/munged.log" 2>&1 || fail_with_log munged "$LOG/munged.log"
+    wait_for 10 munged test -S "$MUNGE_SOCKET" || fail_with_log munged "$LOG/munged.log"
+}
+
+mysql_cli() { mariadb --no-defaults --socket="$DB_SOCKET" -uroot "$@"; }
+
+start_mariadb() {
+    if alive_pid mariadbd >/dev/null; then return 0; fi
+    if [[ ! -d $DB_DATADIR/mysql ]]; then
+        say "initialising mariadb datadir"
+        mariadb-install-db --no-defaults --datadir="$DB_DATADIR" --user=root --skip-test-db \
+            --auth-root-authentication-method=socket >"$LOG/mariadb-install.log" 2>&1 \
+            || fail_with_log mariadb-install-db "$LOG/mariadb-install.log"
+    fi
+    say "starting mariadbd"
+    rm -f "$DB_SOCKET"
+    setsid mariadbd --no-defaults --datadir="$DB_DATADIR" --socket="$DB_SOCKET" \
+        --pid-file="$(pidfile mariadbd)" --log-error="$LOG/mariadbd.log" --user=root \
+        --skip-networking --skip-log-bin --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
+        --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=2 \
+        </dev/null >>"$LOG/mariadbd.log" 2>&1 &
+    wait_for 60 mariadbd mysql_cli -e 'select 1' || fail_with_log mariadbd "$LOG/mariadbd.log"
+    wait_for 5 mariadbd-pid alive_pid mariadbd || fail_with_log mariadbd "$LOG/mariadbd.log"
+}
+
+start_slurmdbd() {
+    if alive_pid slurmdbd >/dev/null; then return 0; fi
+    say "starting slurmdbd"
+    # slurmdbd's mysql client reaches our mariadb through its unix socket (StorageHost=localhost)
+    # (slurmdbd reads slurmdbd.conf from the directory of $SLURM_CONF)
+    MYSQL_UNIX_PORT=$DB_SOCKET slurmdbd >>"$LOG/slurmdbd.log" 2>&1 \
+        || fail_with_log slurmdbd "$LOG/slurmdbd.log"
+    wait_for 30 slurmdbd alive_pid slurmdbd || fail_with_log slurmdbd "$LOG/slurmdbd.log"
+    # the cluster must exist in the accounting db before slurmctld registers
+    wait_for 30 slurmdbd-answers sacctmgr -n list cluster || fail_with_log slurmdbd "$LOG/slurmdbd.log"
+    if ! sacctmgr -n -P list cluster format=cluster | grep -qx "$CLUSTER_NAME"; then
+        say "adding cluster $CLUSTER_NAME to the accounting db"
+        sacctmgr -i add cluster "$CLUSTER_NAME" >/dev/null
+    fi
+}
+
+start_slurmctld() {
+    if alive_pid slurmctld >/dev/null; then return 0; fi
+    say "starting slurmctld"
+    slurmctld -f "$SLURM_CONF_FILE" >>"$LOG/slurmctld.log" 2>&1 || fail_with_log slurmctld "$LOG/slurmctld.log"
+    wait_for 30 slurmctld scontrol ping || fail_with_log slurmctld "$LOG/slurmctld.log"
+}
+
+start_slurmd() {
+    if alive_pid slurmd >/dev/null; then return 0; fi
+    say "starting slurmd"
+    slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 || fail_with_log slurmd "$LOG/slurmd.log"
+    wait_for 30 node-idle node_ready || fail_with_log slurmd "$LOG/slurmd.log"
+}
+
+node_ready() {
+    local st
+    st=$(sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1)
+    case $st in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac
+}
+
+daemons_up() {
+    local d
+    for d in munged mariadbd slurmdbd slurmctld slurmd; do alive_pid "$d" >/dev/null || return 1; done
+}
+
+cmd_status() {
+    local d pid ok=0
+    for d in munged mariadbd slurmdbd slurmctld slurmd; do
+        if pid=$(alive_pid "$d"); then
+            say "$d: running (pid $pid)"
+        else
+            say "$d: not running"
+            ok=1
+        fi
+    done
+    if [[ $ok -eq 0 ]]; then
+        if node_ready; then
+            say "node $NODE: $(sinfo -h -n "$NODE" -o '%T' | head -1)"
+        else
+            say "node $NODE: not ready"
+            ok=1
+        fi
+    fi
+    return $ok
+}
+
+cmd_start() {
+    need_root
+    install_packages
+    if daemons_up && node_ready; then
+        say "already running under $DIR"
+        return 0
+    fi
+    local t0
+    t0=$(date +%s.%N)
+    # (re)write the config only when slurmctld is down, so a running cluster is never disturbed
+    alive_pid slurmctld >/dev/null || write_configs
+    start_munge
+    start_mariadb
+    start_slurmdbd
+    start_slurmctld
+    start_slurmd
+    say "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; use: eval \"\$($0 env $DIR)\""
+}
+
+stop_one() {  # stop_one NAME: TERM by pid file, wait, then KILL
+    local name=$1 pid i
+    pid=$(alive_pid "$name") || { rm -f "$(pidfile "$name")"; return 0; }
+    say "stopping $name (pid $pid)"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        say "$name did not exit in 20 s; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    fi
+    rm -f "$(pidfile "$name")"
+}
+
+cmd_stop() {
+    need_root
+    [[ -d $DIR ]] || { say "nothing under $DIR"; return 0; }
+    # reverse order of start; slurmstepd children of slurmd die with their jobs
+    if alive_pid slurmctld >/dev/null && [[ -f $SLURM_CONF_FILE ]]; then
+        # kill jobs still running so no slurmstepd outlives the cluster
+        SLURM_CONF=$SLURM_CONF_FILE scancel --quiet --user=root 2>/dev/null || true
+    fi
+    local d
+    for d in slurmd slurmctld slurmdbd mariadbd munged; do stop_one "$d"; done
+    # any slurmstepd left from our slurmd (they record our spool dir on their command line? no:
+    # find them by their socket under our spool dir)
+    local sock
+    for sock in "$DIR"/spool/slurmd/*_*.*; do
+        [[ -S $sock ]] || continue
+        rm -f "$sock"
+    done
+    say "stopped"
+}
+
+cmd_env() {
+    printf 'export SLURM_CONF=%q\n' "$SLURM_CONF_FILE"
+}
+
+export SLURM_CONF=$SLURM_CONF_FILE
+NODE=${SWINCTL_SLURM_NODE:-$(hostname -s)}
+
+case $CMD in
+    start) cmd_start ;;
+    stop) cmd_stop ;;
+    status) cmd_status ;;
+    env) cmd_env ;;
+    -h | --help | help) usage ;;
+    *) usage ;;
+esac

@@ -1,0 +1,340 @@
+"""swinctl's command line: parses arguments, calls the modules that do the work, prints.
+
+Nothing here imports torch or an OpenMMLab package at start: each verb imports what it needs when it runs, so
+`swinctl --help` and `swinctl status` answer at once.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    name="swinctl",
+    help="Train, sweep and report Swin Transformer detectors (MMDetection) and segmenters (MMSegmentation), "
+    "locally or on SLURM.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+data_app = typer.Typer(help="Generated demo datasets (COCO and ADE20K formats).", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Errors that carry a message for the user: printed as one line, exit code 2, no traceback.
+_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+class _Guard:
+    """Turn the project's own errors into one clear line and a non-zero exit."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if exc is None or isinstance(exc, (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit)):
+            return False
+        from swinctl.jobs import JobError
+        from swinctl.recipes import RecipeError
+
+        if isinstance(exc, (RecipeError, JobError)) or type(exc).__name__ in ("CheckpointError", "ReportError"):
+            fail(str(exc))
+        if isinstance(exc, KeyError):
+            fail(f"not found: {exc.args[0]}")
+        return False
+
+
+RunsRoot = Annotated[Optional[Path], typer.Option("--runs-root", help="Where runs and the ledger live "
+                                                  "[default: $SWINCTL_RUNS or ./runs].", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field or a config key: "
+                                                     "dotted.key=value (YAML value); repeatable.")]
+Executor = Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is found).")]
+Wandb = Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, disabled.")]
+
+
+def _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit) -> list[str]:
+    pairs = [("gpus", gpus), ("gpus_per_node", gpus_per_node), ("nodes", nodes), ("partition", partition),
+             ("time_limit", time_limit)]
+    out = [f"resources.{k}={v}" for k, v in pairs if v is not None]
+    if gpus is not None and gpus_per_node is None:
+        out.append(f"resources.gpus_per_node={min(gpus, 8) if nodes is None else -(-gpus // nodes)}")
+    return out
+
+
+@app.command()
+def run(
+    recipe: Annotated[str, typer.Argument(help="Recipe name (see `swinctl recipes`) or path to a recipe .yaml.")],
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model and schedule on generated demo data.")] = False,
+    executor: Executor = "auto",
+    set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and command; submit nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = False,
+    runs_root: RunsRoot = None,
+    wandb: Wandb = "auto",
+    gpus: Annotated[Optional[int], typer.Option(help="GPUs in total.")] = None,
+    gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node.")] = None,
+    nodes: Annotated[Optional[int], typer.Option(help="Nodes.")] = None,
+    partition: Annotated[Optional[str], typer.Option(help="SLURM partition.")] = None,
+    time_limit: Annotated[Optional[str], typer.Option("--time", help="Time limit (SLURM format).")] = None,
+) -> None:
+    """Train RECIPE: render its config, record the run, submit it (locally or to SLURM)."""
+    overrides = list(set_ or []) + _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit)
+    _submit(recipe, overrides, smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
+            wandb=wandb, kind="train")
+
+
+@app.command()
+def test(
+    recipe: Annotated[str, typer.Argument(help="Recipe name or path.")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Weights (.pth) to evaluate.")],
+    smoke: Annotated[bool, typer.Option("--smoke", help="Evaluate on generated demo data.")] = False,
+    executor: Executor = "auto",
+    set_: SetOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and command; submit nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = True,
+    runs_root: RunsRoot = None,
+    wandb: Wandb = "disabled",
+) -> None:
+    """Evaluate a checkpoint with RECIPE's test set and metrics; records the result as a test run."""
+    _submit(recipe, list(set_ or []), smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
+            wandb=wandb, kind="test", checkpoint=checkpoint)
+
+
+def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None) -> None:
+    with _Guard():
+        from swinctl import runs
+
+        prepared = runs.prepare(recipe, overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root,
+                                kind=kind, checkpoint=checkpoint)
+        if dry_run:
+            from rich.syntax import Syntax
+
+            console.rule(f"[bold]{prepared.run_id}[/] (dry run: nothing submitted)")
+            console.print(Syntax(prepared.config_text, "python", theme="ansi_dark", word_wrap=True))
+            console.rule("command")
+            console.print(" ".join(prepared.command()), highlight=False, soft_wrap=True)
+            if prepared.spec.executor == "slurm":
+                from swinctl import jobs
+
+                console.rule("sbatch script")
+                console.print(jobs.sbatch_preview(prepared.spec), highlight=False, soft_wrap=True)
+            console.print(f"executor: {prepared.spec.executor}   signature: {prepared.signature}")
+            return
+        record, job = runs.launch(prepared)
+        smoke_note = " [yellow](smoke)[/]" if smoke else ""
+        console.print(f"[green]submitted[/] {record.id}{smoke_note} [dim]{prepared.spec.executor} job {job.job_id}, "
+                      f"run dir {record.run_dir}[/]")
+        if wait:
+            _follow(record.id, prepared.spec.runs_root, job)
+
+
+def _follow(run_id: str, root: Path, job) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from swinctl import results, status
+    from swinctl.ledger import Ledger
+
+    ledger = Ledger(root)
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("iters"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"))
+    with Progress(*columns, console=console, transient=False) as bar:
+        task = bar.add_task(run_id, total=None, note="starting")
+        while True:
+            record = status.refresh(ledger, ledger.get(run_id), job=job)
+            progress = results.read_progress(record.work_dir)
+            if progress is not None and progress.total:
+                bar.update(task, total=progress.total, completed=progress.iter, note=record.state.lower())
+            else:
+                bar.update(task, note=record.state.lower())
+            if not record.is_active:
+                if record.state == "COMPLETED" and progress is not None and progress.total:
+                    bar.update(task, completed=progress.total)
+                break
+            time.sleep(1.0)
+    _print_outcome(ledger.get(run_id))
+
+
+def _print_outcome(record) -> None:
+    from swinctl import views
+
+    console.print(views.outcome(record))
+    if record.state != "COMPLETED":
+        raise typer.Exit(1)
+
+
+@app.command("recipes")
+def list_recipes() -> None:
+    """List the recipes swinctl knows."""
+    with _Guard():
+        from swinctl import recipes, views
+
+        console.print(views.recipe_table(recipes.available()))
+
+
+@app.command()
+def show(
+    recipe: Annotated[str, typer.Argument(help="Recipe name or path.")],
+    config: Annotated[bool, typer.Option("--config", help="Print the rendered MMEngine config too.")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Show the smoke variant.")] = False,
+    set_: SetOpt = None,
+) -> None:
+    """Print the resolved recipe (and, with --config, the rendered MMEngine config)."""
+    with _Guard():
+        from rich.syntax import Syntax
+
+        from swinctl import recipes, runs
+
+        resolved, config_overrides = runs.resolve_recipe(recipe, list(set_ or []), smoke)
+        if config_overrides and not config:
+            keys = ", ".join(key for key, _ in config_overrides)
+            fail(f"{keys}: not a recipe field; add --config to check it against the rendered config")
+        console.print(Syntax(recipes.dump_recipe(resolved), "yaml", theme="ansi_dark"))
+        if config:
+            from swinctl import render
+
+            text = render.to_text(render.render(resolved, config_overrides=config_overrides))
+            console.rule("rendered config")
+            console.print(Syntax(text, "python", theme="ansi_dark", word_wrap=True))
+
+
+@data_app.command("demo")
+def data_demo(
+    kind: Annotated[str, typer.Argument(help="coco, ade20k, or all.")] = "all",
+    root: Annotated[Optional[Path], typer.Option(help="Where to put it [default: $SWINCTL_DATA or "
+                                                 "~/.cache/swinctl/data].", show_default=False)] = None,
+) -> None:
+    """Generate (once; cached) the small demo datasets smoke runs use."""
+    with _Guard():
+        from swinctl.data import demo
+
+        kinds = ["coco", "ade20k"] if kind == "all" else [kind]
+        for name in kinds:
+            console.print(f"[green]{name}[/] demo set: {demo.ensure(name, root)}")
+
+
+@app.command()
+def doctor() -> None:
+    """Report versions, compiled mmcv ops, GPUs, SLURM and the W&B mode."""
+    from swinctl import doctor as checks
+
+    console.print(checks.table(checks.run_checks()))
+
+
+@app.command()
+def status(
+    run_: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN|SWEEP]...", help="Run ids (or prefixes) or "
+                                                        "sweep names [default: active and recent runs].")] = None,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until every shown run has ended.")] = False,
+    runs_root: RunsRoot = None,
+) -> None:
+    """Show the state, progress, ETA and latest metrics of runs (re-attaching to their jobs)."""
+    with _Guard():
+        from swinctl import status as st
+        from swinctl import views
+        from swinctl.ledger import Ledger
+        from swinctl.runs import runs_root as root_of
+
+        ledger = Ledger(root_of(runs_root))
+
+        def snapshot():
+            return st.collect(ledger, list(run_ or []), everything=all_)
+
+        if as_json:
+            print(json.dumps([row.to_json() for row in snapshot()], indent=2))
+            return
+        if not watch:
+            console.print(views.status_table(snapshot()))
+            return
+        from rich.live import Live
+
+        with Live(views.status_table(snapshot()), console=console, refresh_per_second=1) as live:
+            while True:
+                rows = snapshot()
+                live.update(views.status_table(rows))
+                if not any(row.record.is_active for row in rows):
+                    break
+                time.sleep(2.0)
+
+
+@app.command()
+def logs(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="Run id (or a unique prefix).")],
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing as the log grows.")] = False,
+    task: Annotated[int, typer.Option("--task", help="Task (rank) whose log to show.")] = 0,
+    err: Annotated[bool, typer.Option("--err", help="The task's stderr instead of stdout.")] = False,
+    runs_root: RunsRoot = None,
+) -> None:
+    """Print a run's job log (stdout, or stderr with --err)."""
+    with _Guard():
+        from swinctl import status as st
+        from swinctl.ledger import Ledger
+        from swinctl.runs import runs_root as root_of
+
+        ledger = Ledger(root_of(runs_root))
+        record = st.one(ledger, run_id)
+        path = st.log_path(record, task=task, stderr=err)
+        if path is None:
+            fail(f"{record.id} has no {'stderr' if err else 'stdout'} log for task {task} yet (state {record.state})")
+        for chunk in st.read_log(path, follow=follow, until=lambda: not st.refresh(ledger, ledger.get(record.id))
+                                 .is_active):
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+
+
+@app.command()
+def cancel(
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN|SWEEP...", help="Runs or sweeps to cancel.")],
+    runs_root: RunsRoot = None,
+) -> None:
+    """Cancel queued or running runs."""
+    with _Guard():
+        from swinctl import status as st
+        from swinctl.ledger import Ledger
+        from swinctl.runs import runs_root as root_of
+
+        ledger = Ledger(root_of(runs_root))
+        for record, outcome in st.cancel(ledger, run_ids):
+            console.print(f"{record.id}: {outcome}")
+
+
+@app.command("convert-checkpoint")
+def convert_checkpoint(
+    src: Annotated[Path, typer.Argument(help="Checkpoint to read (any supported Swin layout).")],
+    dst: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
+    to: Annotated[str, typer.Option("--to", help="Target layout: swinctl (official) or mmdet (MMDet 3.x / MMSeg "
+                                    "1.x).")] = "swinctl",
+) -> None:
+    """Convert a Swin checkpoint between layouts (official, MMDet/MMSeg, timm, full detector/segmentor)."""
+    with _Guard():
+        if to not in ("swinctl", "mmdet"):
+            fail(f"--to {to}: choose swinctl or mmdet")
+        if not src.is_file():
+            fail(f"checkpoint not found: {src}")
+        from swinctl.models.checkpoints import convert_checkpoint_file
+
+        report = convert_checkpoint_file(src, dst, to=to)
+        console.print(report.summary())
+        console.print(f"[green]wrote[/] {dst}")
+
+
+def main() -> None:  # pragma: no cover - console script entry point
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

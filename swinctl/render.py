@@ -1,0 +1,293 @@
+"""Recipe -> MMEngine config.
+
+The rendered config inherits the codebase's own component configs (`mmdet::_base_/...`) exactly as the published
+Swin configs do, and sets what the recipe says on top: the swinctl backbone, head widths, data, schedule, optimizer,
+precision, W&B tracking. The result is dumped, fully resolved, into the run directory, so a run never depends on what
+a later mmdet/mmseg release ships. Imports mmengine: call it from jobs and commands, never at CLI start.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from mmengine.config import Config
+
+from swinctl.recipes import Recipe, RecipeError, unknown_key_error
+
+WandbMode = Literal["auto", "online", "offline", "disabled"]
+
+# Keys that name or place a run but do not change what it computes: left out of the signature.
+_UNSIGNED_KEYS = {"work_dir", "visualizer", "vis_backends", "data_root", "ann_file", "data_prefix", "launcher",
+                  "load_from", "resume", "log_level", "custom_imports"}
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Where and under which names a rendered config will run."""
+
+    run_id: str = "preview"
+    run_dir: Path | None = None
+    group: str | None = None  # W&B group: the sweep's name, or the recipe's
+    tags: tuple[str, ...] = ()
+    wandb: WandbMode = "auto"
+
+
+# ---------------------------------------------------------------------------------------------- pieces
+
+
+def backbone_config(recipe: Recipe) -> dict:
+    bb = recipe.model.backbone
+    return dict(
+        _delete_=True,
+        type="swinctl.SwinTransformer",
+        embed_dims=bb.embed_dims,
+        depths=list(bb.depths),
+        num_heads=list(bb.num_heads),
+        window_size=bb.window_size,
+        mlp_ratio=bb.mlp_ratio,
+        qkv_bias=True,
+        qk_scale=None,
+        drop_rate=0.0,
+        attn_drop_rate=0.0,
+        drop_path_rate=bb.drop_path_rate,
+        ape=bb.ape,
+        patch_norm=bb.patch_norm,
+        out_indices=tuple(bb.out_indices),
+        frozen_stages=bb.frozen_stages,
+        with_cp=bb.with_cp,
+        init_cfg=dict(type="Pretrained", checkpoint=bb.pretrained) if bb.pretrained else None,
+    )
+
+
+def schedule_config(recipe: Recipe) -> dict:
+    s = recipe.schedule
+    if s.by_epoch:
+        loop = dict(_delete_=True, type="EpochBasedTrainLoop", max_epochs=s.max_epochs, val_interval=s.val_interval)
+    else:
+        loop = dict(_delete_=True, type="IterBasedTrainLoop", max_iters=s.max_iters, val_interval=s.val_interval)
+    schedulers = []
+    if s.warmup_iters:
+        schedulers.append(dict(type="LinearLR", start_factor=s.warmup_start_factor, by_epoch=False, begin=0,
+                               end=s.warmup_iters))
+    if s.policy == "step":
+        schedulers.append(dict(type="MultiStepLR", begin=0, end=s.length, by_epoch=s.by_epoch,
+                               milestones=list(s.milestones), gamma=s.gamma))
+    else:  # poly decays after the warmup, in iterations, as mmseg's Swin configs do
+        begin = 0 if s.by_epoch else s.warmup_iters
+        schedulers.append(dict(type="PolyLR", eta_min=s.eta_min, power=s.power, begin=begin, end=s.length,
+                               by_epoch=s.by_epoch))
+    return dict(
+        train_cfg=loop,
+        param_scheduler=schedulers,
+        default_hooks=dict(
+            checkpoint=dict(by_epoch=s.by_epoch, interval=s.checkpoint_interval),
+            logger=dict(interval=s.log_interval),
+        ),
+        log_processor=dict(by_epoch=s.by_epoch),
+    )
+
+
+def optimizer_config(recipe: Recipe) -> dict:
+    o, p = recipe.optimizer, recipe.precision
+    if o.type == "AdamW":
+        optimizer = dict(type="AdamW", lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    else:
+        optimizer = dict(type="SGD", lr=o.lr, momentum=o.momentum, weight_decay=o.weight_decay)
+    wrapper: dict[str, Any] = dict(
+        _delete_=True,
+        type="AmpOptimWrapper" if p.amp else "OptimWrapper",
+        optimizer=optimizer,
+        paramwise_cfg=dict(custom_keys={key: dict(decay_mult=0.0) for key in o.no_decay}),
+    )
+    if p.amp and p.loss_scale is not None:
+        # A float starts dynamic scaling at that value, like mmcv 1.x's fp16 = dict(loss_scale=dict(init_scale=512)).
+        wrapper["loss_scale"] = "dynamic" if p.loss_scale == "dynamic" else dict(init_scale=float(p.loss_scale))
+    if o.clip_grad:
+        wrapper["clip_grad"] = dict(max_norm=o.clip_grad, norm_type=2)
+    return dict(optim_wrapper=wrapper)
+
+
+def data_config(recipe: Recipe) -> dict:
+    d = recipe.data
+    root = str(Path(d.root).expanduser().absolute())
+    loader = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0, dataset=dict(data_root=root))
+    out: dict[str, Any] = dict(
+        data_root=root,
+        train_dataloader=dict(batch_size=d.batch_size, **loader),
+        val_dataloader=dict(batch_size=d.val_batch_size, **loader),
+        test_dataloader=dict(batch_size=d.val_batch_size, **loader),
+    )
+    if recipe.codebase == "mmdet":
+        ann = os.path.join(root, "annotations/instances_val2017.json")
+        out["val_evaluator"] = out["test_evaluator"] = dict(ann_file=ann)
+    return out
+
+
+def model_config(recipe: Recipe) -> dict:
+    channels = recipe.model.backbone.stage_channels()
+    model: dict[str, Any] = dict(backbone=backbone_config(recipe))
+    if recipe.codebase == "mmdet":
+        model["neck"] = dict(in_channels=channels)
+        if recipe.model.num_classes:
+            model["roi_head"] = dict(bbox_head=dict(num_classes=recipe.model.num_classes),
+                                     mask_head=dict(num_classes=recipe.model.num_classes))
+    else:
+        decode = dict(in_channels=channels)
+        auxiliary = dict(in_channels=channels[2])
+        if recipe.model.num_classes:
+            decode["num_classes"] = auxiliary["num_classes"] = recipe.model.num_classes
+        if recipe.model.decode_channels:
+            decode["channels"] = recipe.model.decode_channels
+        model.update(decode_head=decode, auxiliary_head=auxiliary)
+        if recipe.data.crop_size:
+            model["data_preprocessor"] = dict(size=tuple(recipe.data.crop_size))
+    return dict(model=model)
+
+
+def wandb_mode(requested: WandbMode) -> str:
+    """`auto` is online only where a W&B login is configured (key in the environment or ~/.netrc)."""
+    if requested != "auto":
+        return requested
+    if os.environ.get("WANDB_MODE") in ("online", "offline", "disabled"):
+        return os.environ["WANDB_MODE"]
+    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
+    logged_in = bool(os.environ.get("WANDB_API_KEY")) or (netrc.is_file() and "api.wandb.ai" in netrc.read_text())
+    return "online" if logged_in else "offline"
+
+
+def tracking_config(recipe: Recipe, ctx: RunContext) -> dict:
+    backends: list[dict] = [dict(type="LocalVisBackend")]
+    mode = wandb_mode(ctx.wandb)
+    if mode != "disabled":
+        init = dict(
+            project=recipe.tracking.project,
+            group=ctx.group or recipe.name,
+            name=ctx.run_id,
+            job_type="train",
+            tags=list(dict.fromkeys([*recipe.tracking.tags, *ctx.tags])),
+            mode=mode,
+        )
+        if recipe.tracking.entity:
+            init["entity"] = recipe.tracking.entity
+        if ctx.run_dir is not None:
+            init["dir"] = str(ctx.run_dir)
+        backends.append(dict(type="WandbVisBackend", init_kwargs=init))
+    return dict(vis_backends=backends, visualizer=dict(vis_backends=backends))
+
+
+def _resize_pipelines(cfg: Config, recipe: Recipe) -> None:
+    """Point the base pipelines' resize/crop steps at the recipe's sizes (in place)."""
+    scale, crop = tuple(recipe.data.scale), recipe.data.crop_size
+
+    def fix(pipeline: list) -> None:
+        for step in pipeline:
+            if step.get("type") in ("Resize", "RandomResize") and "scale" in step:
+                step["scale"] = scale
+            if step.get("type") == "RandomCrop" and crop:
+                step["crop_size"] = tuple(crop)
+            for nested in step.get("transforms", []) if isinstance(step.get("transforms"), list) else []:
+                fix(nested if isinstance(nested, list) else [nested])
+
+    for key in ("train_pipeline", "test_pipeline"):
+        if key in cfg:
+            fix(cfg[key])
+    for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        dataset = cfg.get(loader, {}).get("dataset", {})
+        if "pipeline" in dataset:
+            fix(dataset["pipeline"])
+    if crop and "crop_size" in cfg:
+        cfg["crop_size"] = tuple(crop)
+
+
+# ---------------------------------------------------------------------------------------------- the whole config
+
+
+def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: list[tuple[str, Any]] = ()) -> Config:
+    """The resolved MMEngine config of `recipe`, with `config_overrides` (dotted keys) applied last."""
+    cfg = Config.fromstring(f"_base_ = {list(recipe.bases)!r}\n", file_format=".py")
+    cfg.merge_from_dict(model_config(recipe))
+    cfg.merge_from_dict(data_config(recipe))
+    cfg.merge_from_dict(schedule_config(recipe))
+    cfg.merge_from_dict(optimizer_config(recipe))
+    cfg.merge_from_dict(tracking_config(recipe, ctx))
+    _resize_pipelines(cfg, recipe)
+    cfg.merge_from_dict(dict(
+        custom_imports=dict(imports=["swinctl.models"], allow_failed_imports=False),
+        auto_scale_lr=dict(enable=False, base_batch_size=16),
+    ))
+    if recipe.seed is not None:
+        cfg.merge_from_dict(dict(randomness=dict(seed=recipe.seed)))
+    if recipe.config:
+        apply_config_overrides(cfg, list(recipe.config.items()), where="recipe's config section")
+    if config_overrides:
+        apply_config_overrides(cfg, list(config_overrides))
+    return cfg
+
+
+def config_keys(cfg: Config | dict) -> list[str]:
+    keys: list[str] = []
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                keys.append(f"{prefix}{k}")
+                walk(v, f"{prefix}{k}.")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                keys.append(f"{prefix}{i}")
+                walk(v, f"{prefix}{i}.")
+
+    walk(cfg.to_dict() if isinstance(cfg, Config) else cfg, "")
+    return keys
+
+
+def _has_key(cfg: Config, key: str) -> bool:
+    node: Any = cfg
+    for part in key.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return False
+    return True
+
+
+def apply_config_overrides(cfg: Config, items: list[tuple[str, Any]], where: str = "rendered config") -> None:
+    """Set existing dotted keys of `cfg` (list items by index: `param_scheduler.1.milestones`)."""
+    for key, value in items:
+        if not _has_key(cfg, key):
+            raise unknown_key_error(key, config_keys(cfg), where)
+        cfg.merge_from_dict({key: value}, allow_list_keys=True)
+
+
+def signature(cfg: Config) -> str:
+    """A stable hash of what a config computes, blind to run names and file locations."""
+
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in sorted(node.items()) if k not in _UNSIGNED_KEYS}
+        if isinstance(node, (list, tuple)):
+            return [strip(v) for v in node]
+        return node
+
+    payload = json.dumps(strip(cfg.to_dict()), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def to_text(cfg: Config) -> str:
+    return cfg.pretty_text
+
+
+def write(cfg: Config, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.dump(str(path))
+    return path
+
+
+__all__ = ["RunContext", "render", "signature", "write", "apply_config_overrides", "config_keys", "RecipeError"]

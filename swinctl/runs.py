@@ -1,0 +1,192 @@
+"""From a recipe reference to a submitted job: the one path `run`, `test` and `sweep` share.
+
+recipe (validated, overridden) -> rendered config -> run directory + ledger row -> job spec -> executor.
+Everything that can be wrong is checked before the run directory or the ledger row is written, so bad input leaves
+nothing behind; the ledger row is written before submission, so a submitted job is never unrecorded.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from swinctl import recipes
+from swinctl.jobs import JobSpec, Resources
+from swinctl.ledger import Ledger, RunRecord
+from swinctl.recipes import Recipe, RecipeError
+
+DATA_CHECKS = {
+    "coco": ("annotations/instances_train2017.json", "COCO"),
+    "ade20k": ("images/training", "ADE20K"),
+}
+
+
+def runs_root(explicit: Path | str | None = None) -> Path:
+    return Path(explicit or os.environ.get("SWINCTL_RUNS") or "runs").expanduser().absolute()
+
+
+def resolve_executor(requested: str) -> Literal["local", "slurm"]:
+    if requested == "auto":
+        return "slurm" if shutil.which("sbatch") else "local"
+    if requested not in ("local", "slurm"):
+        raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
+    if requested == "slurm" and not shutil.which("sbatch"):
+        raise RecipeError("--executor slurm: `sbatch` is not on PATH; run on a SLURM login node, or use --executor local")
+    return requested  # type: ignore[return-value]
+
+
+def parse_time_limit(text: str) -> int:
+    """SLURM time formats (M, M:S, H:M:S, D-H, D-H:M, D-H:M:S) -> whole minutes."""
+    try:
+        days, _, rest = text.rpartition("-") if "-" in text else ("0", "", text)
+        parts = [int(p) for p in rest.split(":")]
+        if "-" in text:
+            hours, minutes, seconds = (parts + [0, 0])[:3]
+        elif len(parts) == 3:
+            hours, minutes, seconds = parts
+        else:
+            hours, (minutes, seconds) = 0, (parts + [0])[:2]
+        total = int(days or 0) * 1440 + hours * 60 + minutes + (seconds + 59) // 60
+    except ValueError:
+        total = 0
+    if total <= 0:
+        raise RecipeError(f"resources.time_limit '{text}' is not a SLURM time (e.g. 90, 12:00:00, 1-00:00:00)")
+    return total
+
+
+def resources_of(recipe: Recipe) -> Resources:
+    r = recipe.resources
+    if r.gpus and r.gpus_per_node and r.gpus > r.gpus_per_node * r.nodes:
+        raise RecipeError(f"resources: {r.gpus} GPUs do not fit on {r.nodes} node(s) of {r.gpus_per_node} GPUs; "
+                          f"set resources.nodes={-(-r.gpus // r.gpus_per_node)}")
+    if r.gpus and r.gpus_per_node and r.gpus != r.gpus_per_node * r.nodes:
+        raise RecipeError(f"resources: {r.gpus} GPUs on {r.nodes} node(s) x {r.gpus_per_node} GPUs leaves GPUs idle; "
+                          f"set resources.gpus_per_node={r.gpus // r.nodes} or resources.nodes to match")
+    return Resources(
+        gpus=r.gpus, gpus_per_node=r.gpus_per_node if r.gpus else 0, nodes=r.nodes, cpus_per_task=r.cpus_per_task,
+        mem_gb=r.mem_gb, timeout_min=parse_time_limit(r.time_limit), partition=r.partition, account=r.account,
+        qos=r.qos, constraint=r.constraint, exclude=r.exclude, exclusive=r.exclusive, sbatch_args=dict(r.sbatch_args),
+        setup=tuple(r.setup), max_requeues=r.max_requeues,
+    )
+
+
+def check_data(recipe: Recipe) -> None:
+    marker, name = DATA_CHECKS[recipe.data.dataset]
+    root = Path(recipe.data.root).expanduser()
+    if not (root / marker).exists():
+        raise RecipeError(f"{name} not found at {recipe.data.root} (expected {marker}): "
+                          "pass --set data.root=... or use --smoke")
+
+
+def new_run_id(recipe: Recipe, smoke: bool) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return f"{recipe.name}{'-smoke' if smoke else ''}-{stamp}-{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run rendered and checked, not yet written anywhere."""
+
+    recipe: Recipe
+    run_id: str
+    smoke: bool
+    overrides: tuple[str, ...]
+    config_text: str
+    signature: str
+    spec: JobSpec
+    sweep: str | None
+
+    def command(self) -> list[str]:
+        return self.spec.command()
+
+
+def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool) -> tuple[Recipe, list]:
+    """The recipe with smoke settings and `--set` recipe overrides applied, plus the config overrides left over."""
+    recipe = recipes.load_recipe(ref)
+    on_recipe, on_config = recipes.split_overrides(recipe, list(overrides))
+    if smoke:
+        from swinctl.data import demo
+
+        smoke_items = list(recipe.smoke.set.items())
+        recipe = recipes.apply_recipe_overrides(recipe, smoke_items, source="the recipe's smoke section")
+        on_config = list(recipe.smoke.config.items()) + on_config
+        root = demo.ensure(recipe.data.dataset)
+        recipe = recipes.apply_recipe_overrides(recipe, [("data.root", str(root))])
+    if on_recipe:
+        recipe = recipes.apply_recipe_overrides(recipe, on_recipe)
+    return recipe, on_config
+
+
+def prepare(
+    ref: str | Path,
+    *,
+    overrides: list[str] = (),
+    smoke: bool = False,
+    executor: str = "auto",
+    wandb: str = "auto",
+    root: Path | None = None,
+    kind: Literal["train", "test"] = "train",
+    checkpoint: Path | None = None,
+    sweep: str | None = None,
+    run_id: str | None = None,
+) -> PreparedRun:
+    from swinctl import render
+
+    recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
+    if not smoke:
+        check_data(recipe)
+    if kind == "test" and (checkpoint is None or not Path(checkpoint).is_file()):
+        raise RecipeError(f"checkpoint not found: {checkpoint} (pass --checkpoint PATH to a .pth file)")
+    resources = resources_of(recipe)
+    chosen = resolve_executor(executor)
+    base = runs_root(root)
+    run_id = run_id or new_run_id(recipe, smoke)
+    run_dir = base / run_id
+    ctx = render.RunContext(run_id=run_id, run_dir=run_dir, group=sweep or recipe.name,
+                            tags=("smoke",) if smoke else (), wandb=wandb)  # type: ignore[arg-type]
+    cfg = render.render(recipe, ctx, config_overrides)
+    spec = JobSpec(
+        run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=base, run_dir=run_dir,
+        config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=chosen,
+        checkpoint=Path(checkpoint).absolute() if checkpoint else None,
+        env={"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"},
+    )
+    return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
+                       config_text=render.to_text(cfg), signature=render.signature(cfg), spec=spec, sweep=sweep)
+
+
+def record_of(prepared: PreparedRun) -> RunRecord:
+    spec = prepared.spec
+    return RunRecord(
+        id=prepared.run_id, kind=spec.kind, recipe=prepared.recipe.name, codebase=prepared.recipe.codebase,
+        overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
+        state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
+        seed=prepared.recipe.seed, gpus=spec.resources.gpus,
+    )
+
+
+def materialize(prepared: PreparedRun) -> RunRecord:
+    """Write the run directory (resolved recipe, config) and its ledger row."""
+    spec = prepared.spec
+    spec.run_dir.mkdir(parents=True, exist_ok=False)
+    (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
+    spec.config.write_text(prepared.config_text)
+    return Ledger(spec.runs_root).add(record_of(prepared))
+
+
+def launch(prepared: PreparedRun):
+    """Materialize and submit; a failed submission is recorded as FAILED, never left PENDING."""
+    from swinctl import jobs
+
+    record = materialize(prepared)
+    try:
+        return record, jobs.submit(prepared.spec)
+    except Exception as exc:
+        Ledger(prepared.spec.runs_root).update(record.id, event="state", state="FAILED",
+                                               error=f"submission failed: {exc}")
+        raise

@@ -1,0 +1,222 @@
+"""Watching runs: reconcile ledger rows with their jobs, progress and ETA from the logs, logs, cancellation.
+
+Jobs write their own RUNNING/COMPLETED/FAILED into the ledger; what only the scheduler knows (a job cancelled,
+timed out, killed, lost) is reconciled here whenever someone looks, so `status` re-attaches to jobs submitted by
+earlier invocations from the ledger alone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from swinctl import results
+from swinctl.ledger import Ledger, RunRecord
+
+# SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
+_SLURM_FINAL = {
+    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
+    "OUT_OF_MEMORY": "FAILED", "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "TIMEOUT",
+}
+_SLURM_ACTIVE = {"PENDING": "PENDING", "RUNNING": "RUNNING", "REQUEUED": "REQUEUED", "REQUEUE_HOLD": "REQUEUED",
+                 "REQUEUE_FED": "REQUEUED", "PREEMPTED": "REQUEUED", "CONFIGURING": "PENDING",
+                 "COMPLETING": "RUNNING", "SUSPENDED": "RUNNING", "RESIZING": "RUNNING"}
+ERROR_TAIL = 20
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().split(")")[-1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    out, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+def slurm_state(record: RunRecord) -> str | None:
+    """The scheduler's word on a SLURM job (via submitit, which reads sacct), as a bare state name."""
+    import submitit
+
+    job = submitit.SlurmJob(folder=record.run_dir / "submitit", job_id=record.job_id)
+    raw = job.get_info(mode="force").get("State") or "UNKNOWN"
+    return raw.split()[0].rstrip("+")  # "CANCELLED by 0" -> CANCELLED
+
+
+def error_tail(record: RunRecord, lines: int = ERROR_TAIL) -> str:
+    path = log_path(record, stderr=True)
+    if path is None:
+        return ""
+    text = path.read_text(errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def refresh(ledger: Ledger, record: RunRecord, job=None) -> RunRecord:
+    """Bring an active run's ledger row in line with what its job is really doing."""
+    if not record.is_active or record.job_id is None:
+        return record
+    if record.executor == "local":
+        if _pid_alive(int(record.job_id)):
+            return record
+        time.sleep(0.2)  # the job may be writing its final state right now
+        record = ledger.get(record.id)
+        if not record.is_active:
+            return record
+        return ledger.update(record.id, event="state", state="FAILED", finished_at=time.time(),
+                             error="the job's process ended without reporting a result (killed?)\n"
+                             + error_tail(record))
+    state = slurm_state(record)
+    if state in _SLURM_FINAL:
+        final = _SLURM_FINAL[state]
+        record = ledger.get(record.id)  # the job's own report wins when it has one
+        if not record.is_active:
+            return record
+        error = None if final == "COMPLETED" else f"SLURM state {state}\n" + error_tail(record)
+        if final == "COMPLETED":  # finished between our looks, but did not report (e.g. killed at the very end)
+            final, error = "FAILED", "SLURM reports COMPLETED but the job did not report metrics"
+        return ledger.update(record.id, event="state", state=final, finished_at=time.time(), error=error)
+    mapped = _SLURM_ACTIVE.get(state)
+    if mapped and mapped != record.state and not (record.state == "RUNNING" and mapped == "PENDING"):
+        return ledger.update(record.id, event="state", state=mapped)
+    return record
+
+
+@dataclass(frozen=True)
+class StatusRow:
+    record: RunRecord
+    progress: results.Progress | None
+    metrics: dict[str, float]
+    gpu_hours: float | None
+
+    def to_json(self) -> dict:
+        r, p = self.record, self.progress
+        return {
+            "id": r.id, "recipe": r.recipe, "state": r.state, "smoke": r.smoke, "executor": r.executor,
+            "job_id": r.job_id, "sweep": r.sweep, "overrides": r.overrides, "requeues": r.requeues,
+            "progress": None if p is None else {"iter": p.iter, "total": p.total, "eta_s": p.eta_s},
+            "metrics": self.metrics, "gpu_hours": self.gpu_hours, "error": r.error,
+            "run_dir": str(r.run_dir),
+        }
+
+
+def gpu_hours(record: RunRecord) -> float | None:
+    if record.started_at is None:
+        return None
+    elapsed = record.elapsed_s if record.elapsed_s is not None else time.time() - record.started_at
+    return round(max(record.gpus, 0) * elapsed / 3600, 4) if record.gpus else None
+
+
+def row(ledger: Ledger, record: RunRecord) -> StatusRow:
+    record = refresh(ledger, record)
+    progress = results.read_progress(record.work_dir) if record.work_dir.exists() else None
+    metrics = record.metrics
+    if not metrics and record.work_dir.exists():
+        metrics = results.read_work_dir(record.work_dir).last_metrics()
+    return StatusRow(record, progress, metrics, gpu_hours(record))
+
+
+def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[RunRecord]:
+    """Runs named by id/prefix, sweep or recipe; by default the active ones and the ten most recent."""
+    if selectors:
+        chosen: dict[str, RunRecord] = {}
+        for sel in selectors:
+            found = ledger.list_runs(sweep=sel) or ledger.list_runs(recipe=sel) or ledger.find(sel)
+            if not found:
+                raise KeyError(f"no run, sweep or recipe named '{sel}' in {ledger.path}")
+            chosen.update((r.id, r) for r in found)
+        return sorted(chosen.values(), key=lambda r: r.created_at)
+    runs = ledger.list_runs()
+    if everything:
+        return runs
+    recent = {r.id for r in runs[-10:]}
+    return [r for r in runs if r.is_active or r.id in recent]
+
+
+def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[StatusRow]:
+    return [row(ledger, record) for record in select(ledger, selectors, everything)]
+
+
+def one(ledger: Ledger, selector: str) -> RunRecord:
+    found = ledger.find(selector)
+    if not found:
+        raise KeyError(f"no run '{selector}' in {ledger.path}")
+    if len(found) > 1:
+        names = ", ".join(r.id for r in found[:5])
+        raise KeyError(f"'{selector}' matches {len(found)} runs ({names}...): give more of the id")
+    return found[0]
+
+
+def log_path(record: RunRecord, task: int = 0, stderr: bool = False) -> Path | None:
+    """The newest submitit log of `task` for this run's job (requeues append to the same file)."""
+    folder = record.run_dir / "submitit"
+    suffix = "err" if stderr else "out"
+    if record.job_id:
+        exact = folder / f"{record.job_id}_{task}_log.{suffix}"
+        if exact.is_file():
+            return exact
+    candidates = sorted(folder.glob(f"*_{task}_log.{suffix}"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def read_log(path: Path, follow: bool = False, until: Callable[[], bool] = lambda: True) -> Iterator[str]:
+    with path.open(errors="replace") as stream:
+        while True:
+            chunk = stream.read()
+            if chunk:
+                yield chunk
+            elif not follow or until():
+                rest = stream.read()
+                if rest:
+                    yield rest
+                return
+            else:
+                time.sleep(0.5)
+
+
+def cancel(ledger: Ledger, selectors: list[str]) -> list[tuple[RunRecord, str]]:
+    outcomes = []
+    for record in select(ledger, selectors):
+        record = refresh(ledger, record)
+        if not record.is_active:
+            outcomes.append((record, f"already {record.state.lower()}"))
+            continue
+        if record.job_id is None:
+            outcome = "cancelled before submission"
+        elif record.executor == "local":
+            pid = int(record.job_id)
+            # submitit's tasks shrug off SIGTERM (it means "preemption is coming" on SLURM): stop the whole tree.
+            for victim in [*reversed(_descendants(pid)), pid]:
+                try:
+                    os.kill(victim, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            outcome = f"killed local job {pid}"
+        else:
+            done = subprocess.run(["scancel", record.job_id], capture_output=True, text=True)
+            if done.returncode:
+                outcomes.append((record, f"scancel failed: {done.stderr.strip()}"))
+                continue
+            outcome = f"scancel {record.job_id}"
+        ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time())
+        outcomes.append((record, outcome))
+    return outcomes
