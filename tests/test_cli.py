@@ -1,0 +1,99 @@
+"""The CLI: fast start, listings, dry runs, and bad input -> one clear error, exit 2, nothing written."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from swinctl.ledger import Ledger
+
+
+def test_cli_start_imports_no_torch_or_openmmlab():
+    code = ("import sys; import swinctl.cli; "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine', 'mmdet', 'mmseg', 'mmcv', "
+            "'submitit', 'wandb', 'mim')]; print(bad)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_help_lists_the_verbs(cli):
+    result = cli("--help")
+    assert result.exit_code == 0
+    for verb in ("run", "test", "recipes", "show", "status", "logs", "cancel", "doctor", "data"):
+        assert verb in result.output
+
+
+def test_recipes_lists_bundled_recipes(cli):
+    result = cli("recipes")
+    assert result.exit_code == 0, result.output
+    for name in ("maskrcnn-swin-t", "maskrcnn-swin-t-fp16", "upernet-swin-t"):
+        assert name in result.output
+    assert "42.6" in result.output and "44.3" in result.output
+
+
+def test_show_prints_recipe_and_rendered_config(cli):
+    result = cli("show", "upernet-swin-t", "--config", "--set", "optimizer.lr=1e-4")
+    assert result.exit_code == 0, result.output
+    assert "lr: 0.0001" in result.output
+    assert "swinctl.SwinTransformer" in result.output and "PolyLR" in result.output
+
+
+def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
+    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "dry run: nothing submitted" in result.output
+    assert ".mim/tools/train.py" in result.output and "--launcher none" in result.output
+    assert not runs_root.exists() or not any(p for p in runs_root.iterdir() if p.name != "ledger.sqlite")
+    assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
+
+
+BAD_INPUTS = [
+    (["run", "no-such-recipe", "--executor", "local"], "unknown recipe 'no-such-recipe'"),
+    (["run", "maskrcnn-swin-t", "--executor", "local", "--set", "optimizer.lr=fast"], "key 'optimizer.lr'"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "optimizer.lrr=1"],
+     "unknown key 'optimizer.lrr'"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "optim_wrapper.optimizer.lrr=1"],
+     "closest valid keys: optim_wrapper.optimizer.lr"),
+    (["run", "maskrcnn-swin-t", "--executor", "local", "--set", "data.root=/nowhere/coco"],
+     "COCO not found at /nowhere/coco (expected annotations/instances_train2017.json): pass --set data.root=... or "
+     "use --smoke"),
+    (["run", "upernet-swin-t", "--executor", "local", "--set", "data.root=/nowhere/ade"], "ADE20K not found"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "pbs"], "unknown executor 'pbs'"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "resources.time_limit=soon"],
+     "is not a SLURM time"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--gpus", "12", "--gpus-per-node", "8"],
+     "12 GPUs do not fit on 1 node(s) of 8 GPUs; set resources.nodes=2"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "model.backbone.num_heads=[5,6,12,24]"],
+     "not divisible by 5 heads"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "lr"], "not of the form dotted.key=value"),
+    (["test", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--checkpoint", "/nowhere.pth"],
+     "checkpoint not found"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "precision.loss_scale=512",
+      "--set", "precision.amp=false"], "loss_scale only applies with amp"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a[:1] + a[-2:]) for a, _ in BAD_INPUTS])
+def test_bad_input_is_one_clear_error_and_nothing_is_submitted(cli, runs_root, args, message):
+    result = cli(*args)
+    assert result.exit_code == 2, result.output
+    assert "error:" in result.stderr and message in " ".join(result.stderr.split()), result.stderr
+    assert "Traceback" not in result.output + result.stderr
+    assert not (runs_root.exists() and Ledger(runs_root).list_runs())
+
+
+def test_unknown_run_in_status_logs_cancel(cli, runs_root):
+    for verb in ("status", "logs", "cancel"):
+        result = cli(verb, "nope-123")
+        assert result.exit_code == 2 and "no run" in result.stderr, (verb, result.output)
+
+
+def test_demo_data_is_generated_once(cli, tmp_path):
+    first = cli("data", "demo", "coco", "--root", tmp_path)
+    assert first.exit_code == 0, first.output
+    [root] = [p for p in tmp_path.iterdir() if p.name.startswith("demo-coco")]
+    stamp = (root / "annotations" / "instances_train2017.json").stat().st_mtime_ns
+    assert cli("data", "demo", "coco", "--root", tmp_path).exit_code == 0
+    assert (root / "annotations" / "instances_train2017.json").stat().st_mtime_ns == stamp
