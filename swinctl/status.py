@@ -167,14 +167,21 @@ def one(ledger: Ledger, selector: str) -> RunRecord:
 
 
 def log_path(record: RunRecord, task: int = 0, stderr: bool = False) -> Path | None:
-    """The newest submitit log of `task` for this run's job (requeues append to the same file)."""
-    folder = record.run_dir / "submitit"
+    """The newest submitit log of `task` for this run's job (requeues append to the same file).
+
+    A run's own jobs log under its run dir; a sweep's array jobs under the sweep's folder.
+    """
     suffix = "err" if stderr else "out"
+    folders = [record.run_dir / "submitit"]
+    if record.sweep:
+        folders.append(record.run_dir.parent / "sweeps" / record.sweep / "submitit")
     if record.job_id:
-        exact = folder / f"{record.job_id}_{task}_log.{suffix}"
-        if exact.is_file():
-            return exact
-    candidates = sorted(folder.glob(f"*_{task}_log.{suffix}"), key=lambda p: p.stat().st_mtime)
+        for folder in folders:
+            exact = folder / f"{record.job_id}_{task}_log.{suffix}"
+            if exact.is_file():
+                return exact
+    own = folders[0]
+    candidates = sorted(own.glob(f"*_{task}_log.{suffix}"), key=lambda p: p.stat().st_mtime) if own.is_dir() else []
     return candidates[-1] if candidates else None
 
 
