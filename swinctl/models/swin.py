@@ -379,7 +379,7 @@ class SwinTransformer(BaseModule):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, grid_h, grid_w))
         self.pos_drop = nn.Dropout(drop_rate)
 
-        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
         self.layers = nn.ModuleList(
             SwinStage(
                 dim=self.num_features[index],
