@@ -9,6 +9,8 @@
 #   scripts/local-slurm.sh status DIR   exit 0 when every daemon is up and the node answers
 #   scripts/local-slurm.sh env    DIR   print `export SLURM_CONF=...` for `eval "$(... env DIR)"`
 #
+# Exit codes: 0 ok, 1 a daemon failed to start (its log tail is printed), 2 not root,
+# 3 packages missing and no apt-get, 4 apt-get failed, 64 usage.
 # DIR defaults to $SWINCTL_SLURM_DIR, then /tmp/swinctl-slurm.  Needs root (the daemons run as
 # root, SlurmUser=root).  Ports: SWINCTL_SLURM_PORT_BASE (default 6817) gives slurmctld=BASE,
 # slurmd=BASE+1, slurmdbd=BASE+2; mariadb listens on a unix socket only.
@@ -16,7 +18,10 @@
 # Knobs: SWINCTL_SLURM_CPUS (CPUs declared for the node, default max(8, real); the node is
 # oversubscribed on purpose so several tiny test jobs run at once on a 2-core machine);
 # SWINCTL_SLURM_CRED_EXPIRE (AuthInfo cred_expire, default 10 s: a requeued job becomes eligible
-# again cred_expire+1 s after the requeue instead of Slurm's default 120 s).
+# again cred_expire+1 s after the requeue instead of Slurm's default 120 s);
+# SWINCTL_SLURM_GPUS (default 4, 0 for none: the node advertises that many *fake* `gpu` GRES,
+# backed by /dev/null clones under DIR/dev, so jobs asking --gpus-per-node/--gres=gpu:N are
+# accepted and scheduled; Slurm sets CUDA_VISIBLE_DEVICES=0,1.. but there is no GPU behind it).
 #
 # Note: a fresh cluster (fresh DIR) restarts job ids at 1 — never reuse a submitit folder
 # across clusters.
@@ -28,7 +33,7 @@ say() { printf '[local-slurm] %s\n' "$*" >&2; }
 die() { local rc=$1; shift; printf '[local-slurm] error: %s\n' "$*" >&2; exit "$rc"; }
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' >&2
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
     exit 64
 }
 
@@ -38,6 +43,7 @@ DIR=${2:-${SWINCTL_SLURM_DIR:-/tmp/swinctl-slurm}}
 case $DIR in /*) ;; *) DIR=$(pwd)/$DIR ;; esac
 PORT_BASE=${SWINCTL_SLURM_PORT_BASE:-6817}
 CRED_EXPIRE=${SWINCTL_SLURM_CRED_EXPIRE:-10}
+FAKE_GPUS=${SWINCTL_SLURM_GPUS:-4}
 CTLD_PORT=$PORT_BASE
 SLURMD_PORT=$((PORT_BASE + 1))
 DBD_PORT=$((PORT_BASE + 2))
@@ -55,14 +61,18 @@ SLURM_CONF_FILE=$ETC/slurm.conf
 
 pidfile() { echo "$RUN/$1.pid"; }
 
-# pid of a daemon from its pid file if that process is alive, else nothing (and exit 1)
+# pid of a daemon from its pid file if that process is alive and is that daemon (a stale pid
+# file whose pid was reused by something else does not count), else nothing (and exit 1)
 alive_pid() {
-    local f pid
+    local f pid comm
     f=$(pidfile "$1")
     [[ -s $f ]] || return 1
     pid=$(<"$f")
+    pid=${pid//[[:space:]]/}
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
+    comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
+    [[ $comm == "$1"* ]] || return 1
     echo "$pid"
 }
 
@@ -89,7 +99,7 @@ install_packages() {
     { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
         >"${TMPDIR:-/tmp}/local-slurm-apt.log" 2>&1 || rc=$?
     [[ $created_policy -eq 1 ]] && rm -f "$policy"
-    [[ $rc -eq 0 ]] || { tail -20 "${TMPDIR:-/tmp}/local-slurm-apt.log" >&2; die 3 "apt-get install ${missing[*]} failed (log: ${TMPDIR:-/tmp}/local-slurm-apt.log)"; }
+    [[ $rc -eq 0 ]] || { tail -20 "${TMPDIR:-/tmp}/local-slurm-apt.log" >&2; die 4 "apt-get install ${missing[*]} failed (log: ${TMPDIR:-/tmp}/local-slurm-apt.log)"; }
     say "installed in $((SECONDS - t0)) s"
 }
 
@@ -104,7 +114,9 @@ node_line() {
     [[ -n $mem ]] || mem=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024))
     cpus=${SWINCTL_SLURM_CPUS:-$((real_cpus > 8 ? real_cpus : 8))}
     # Declare a plain 1-socket topology with the oversubscribed count; memory is what the machine has.
-    echo "NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem State=UNKNOWN"
+    local gres=""
+    ((FAKE_GPUS > 0)) && gres=" Gres=gpu:$FAKE_GPUS"
+    echo "NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem$gres State=UNKNOWN"
 }
 
 write_configs() {
@@ -142,7 +154,7 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 # scheduling: start jobs immediately, let jobs share the (oversubscribed) CPUs
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 # requeue / preemption / time limits enforced promptly
@@ -161,15 +173,24 @@ AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
 AccountingStoragePass=$MUNGE_SOCKET
 JobCompType=jobcomp/none
+$( ((FAKE_GPUS > 0)) && printf '%s\n' 'GresTypes=gpu' 'AccountingStorageTRES=gres/gpu')
 
 $(node_line)
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 PartitionName=long Nodes=$NODE Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-    cat >"$ETC/cgroup.conf" <<EOF
-# not used (proctrack/linuxproc, task/none); present so nothing falls back to /etc/slurm
-CgroupPlugin=autodetect
-EOF
+    if ((FAKE_GPUS > 0)); then
+        # slurmd drops file-less GPUs, and wants character devices: clones of /dev/null
+        mkdir -p "$DIR/dev"
+        local i
+        for ((i = 0; i < FAKE_GPUS; i++)); do
+            [[ -c $DIR/dev/fakegpu$i ]] || { rm -f "$DIR/dev/fakegpu$i"; mknod -m 666 "$DIR/dev/fakegpu$i" c 1 3 2>/dev/null || touch "$DIR/dev/fakegpu$i"; }
+        done
+        echo "NodeName=$NODE Name=gpu File=$DIR/dev/fakegpu[0-$((FAKE_GPUS - 1))]" >"$ETC/gres.conf"
+    else
+        : >"$ETC/gres.conf"
+    fi
+    chmod 644 "$ETC/gres.conf"
     cat >"$ETC/slurmdbd.conf" <<EOF
 # generated by scripts/local-slurm.sh
 AuthType=auth/munge
@@ -187,7 +208,8 @@ StorageUser=root
 StorageLoc=slurm_acct_db
 EOF
     chmod 600 "$ETC/slurmdbd.conf"
-    chmod 644 "$SLURM_CONF_FILE" "$ETC/cgroup.conf"
+    chmod 644 "$SLURM_CONF_FILE"
+    # no cgroup.conf: proctrack/linuxproc + task/none load no cgroup plugin
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
@@ -275,16 +297,35 @@ start_slurmctld() {
 }
 
 start_slurmd() {
-    if alive_pid slurmd >/dev/null; then return 0; fi
-    say "starting slurmd"
-    slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 || fail_with_log slurmd "$LOG/slurmd.log"
-    wait_for 30 node-idle node_ready || fail_with_log slurmd "$LOG/slurmd.log"
+    if ! alive_pid slurmd >/dev/null; then
+        say "starting slurmd"
+        slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 || fail_with_log slurmd "$LOG/slurmd.log"
+    fi
+    wait_for 30 node-registered node_registered || fail_with_log slurmd "$LOG/slurmd.log"
+    if ! node_ready; then
+        # a drain/down left in slurmctld's saved state (e.g. from an earlier config) would keep
+        # jobs pending forever on this private cluster: resume the node
+        say "node $NODE is $(node_state) ($(sinfo -h -n "$NODE" -o '%E' | head -1)); resuming it"
+        scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
+    fi
+    wait_for 30 node-idle node_ready || {
+        say "node $NODE stays $(node_state): $(sinfo -h -n "$NODE" -o '%E' | head -1)"
+        fail_with_log slurmd "$LOG/slurmd.log"
+    }
+}
+
+node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1; }
+
+node_registered() {  # slurmd has talked to slurmctld since it started
+    local st
+    st=$(node_state)
+    [[ -n $st && $st != unknown* && $st != *'*' ]] || return 1
+    [[ $(scontrol show node "$NODE" 2>/dev/null) =~ SlurmdStartTime=([^[:space:]]+) ]] || return 1
+    [[ ${BASH_REMATCH[1]} != None ]]
 }
 
 node_ready() {
-    local st
-    st=$(sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1)
-    case $st in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac
+    case $(node_state) in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac
 }
 
 daemons_up() {
@@ -332,21 +373,30 @@ cmd_start() {
     say "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; use: eval \"\$($0 env $DIR)\""
 }
 
-stop_one() {  # stop_one NAME: TERM by pid file, wait, then KILL
-    local name=$1 pid i
-    pid=$(alive_pid "$name") || { rm -f "$(pidfile "$name")"; return 0; }
-    say "stopping $name (pid $pid)"
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.1
+stop_daemons() {  # stop_daemons NAME...: TERM them all by pid file, wait up to 20 s, then KILL
+    local name pid i pids=() names=()
+    for name in "$@"; do
+        if pid=$(alive_pid "$name"); then
+            say "stopping $name (pid $pid)"
+            kill -TERM "$pid" 2>/dev/null || true
+            pids+=("$pid")
+            names+=("$name")
+        fi
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        say "$name did not exit in 20 s; killing it"
-        kill -KILL "$pid" 2>/dev/null || true
-        for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    fi
-    rm -f "$(pidfile "$name")"
+    for ((i = 0; i < ${#pids[@]}; i++)); do
+        local deadline=$((SECONDS + 20))
+        while kill -0 "${pids[i]}" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.1; done
+        if kill -0 "${pids[i]}" 2>/dev/null; then
+            say "${names[i]} did not exit in 20 s; killing it"
+            kill -KILL "${pids[i]}" 2>/dev/null || true
+            while kill -0 "${pids[i]}" 2>/dev/null; do sleep 0.1; done
+        fi
+    done
+    for name in "$@"; do rm -f "$(pidfile "$name")"; done
+}
+
+no_live_jobs() {  # nothing pending, running, completing, suspended or configuring
+    [[ -z $(squeue -h -t PD,R,CG,S,CF,RQ,SE,ST -o %i 2>/dev/null | head -1) ]]
 }
 
 cmd_stop() {
@@ -354,18 +404,18 @@ cmd_stop() {
     [[ -d $DIR ]] || { say "nothing under $DIR"; return 0; }
     # reverse order of start; slurmstepd children of slurmd die with their jobs
     if alive_pid slurmctld >/dev/null && [[ -f $SLURM_CONF_FILE ]]; then
-        # kill jobs still running so no slurmstepd outlives the cluster
-        SLURM_CONF=$SLURM_CONF_FILE scancel --quiet --user=root 2>/dev/null || true
+        # cancel every job first so no slurmstepd outlives the cluster, and wait for them to go
+        if [[ -n $(squeue -h -o %i 2>/dev/null) ]]; then
+            say "cancelling $(squeue -h -o %i | wc -l) job(s)"
+            scancel --quiet --full --user=root 2>/dev/null || true
+            wait_for 20 jobs-gone no_live_jobs \
+                || say "jobs still listed after 20 s: $(squeue -h -o '%i %T' | tr '\n' ' ')"
+        fi
     fi
-    local d
-    for d in slurmd slurmctld slurmdbd mariadbd munged; do stop_one "$d"; done
-    # any slurmstepd left from our slurmd (they record our spool dir on their command line? no:
-    # find them by their socket under our spool dir)
-    local sock
-    for sock in "$DIR"/spool/slurmd/*_*.*; do
-        [[ -S $sock ]] || continue
-        rm -f "$sock"
-    done
+    # reverse order of start; slurmctld flushes to slurmdbd, which flushes to mariadb
+    stop_daemons slurmd slurmctld
+    stop_daemons slurmdbd
+    stop_daemons mariadbd munged
     say "stopped"
 }
 
