@@ -152,9 +152,10 @@ MpiDefault=none
 SwitchType=switch/none
 ReturnToService=2
 SlurmdParameters=config_overrides
-# scheduling: start jobs immediately, let jobs share the (oversubscribed) CPUs
+# scheduling: start jobs immediately (a requeued job, once its BeginTime passes, waits for the
+# periodic pass: sched_interval/bf_interval, 60/30 s by default); jobs share the oversubscribed CPUs
 SchedulerType=sched/backfill
-SchedulerParameters=batch_sched_delay=0
+SchedulerParameters=batch_sched_delay=0,sched_interval=1,bf_interval=2
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 # requeue / preemption / time limits enforced promptly
