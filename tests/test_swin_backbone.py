@@ -27,12 +27,14 @@ def random_swin(**kwargs) -> SwinTransformer:
     return model
 
 
-def mmdet_swin(ours: SwinTransformer, **kwargs):
+def mmdet_swin(ours: SwinTransformer, training: bool, **kwargs):
+    """MMDet 3.x's own SwinTransformer holding ``ours``'s weights, in the same train/eval mode."""
     from mmdet.models.backbones import SwinTransformer as MMDetSwinTransformer
 
     theirs = MMDetSwinTransformer(drop_path_rate=0.0, **kwargs)
-    missing, unexpected = theirs.load_state_dict(from_official(ours.state_dict(), 'mmdet'), strict=True)
-    assert not missing and not unexpected
+    theirs.load_state_dict(from_official(ours.state_dict(), 'mmdet'), strict=True)
+    theirs.train(training)  # MMDet's train() returns None, so no chaining
+    ours.train(training)
     return theirs
 
 
@@ -85,7 +87,8 @@ def test_mmdet_config_kwargs_are_accepted():
     mmseg_kwargs = dict(pretrain_img_size=224, embed_dims=96, patch_size=4, window_size=7, mlp_ratio=4,
                         depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], strides=(4, 2, 2, 2), out_indices=(0, 1, 2, 3),
                         qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, drop_path_rate=0.3,
-                        use_abs_pos_embed=False, act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN', requires_grad=True))
+                        use_abs_pos_embed=False, act_cfg=dict(type='GELU'),
+                        norm_cfg=dict(type='LN', requires_grad=True))
     for kwargs in (mmdet_kwargs, mmseg_kwargs):
         assert isinstance(MODELS.build(dict(type='SwinTransformer', **kwargs)), SwinTransformer)
     with pytest.raises(ValueError, match='act_cfg'):
@@ -144,8 +147,8 @@ def test_activation_checkpointing_gives_identical_outputs_and_gradients():
 )
 def test_matches_mmdet_eval(size, depths):
     pytest.importorskip('mmdet')
-    ours = random_swin(depths=depths).eval()
-    theirs = mmdet_swin(ours, depths=depths).eval()
+    ours = random_swin(depths=depths)
+    theirs = mmdet_swin(ours, training=False, depths=depths)
     image = torch.randn(1, 3, *size)
     with torch.no_grad():
         diffs = max_abs_diffs(ours(image), theirs(image))
@@ -156,8 +159,8 @@ def test_matches_mmdet_eval(size, depths):
 def test_matches_mmdet_train_with_gradients(size):
     """Train mode (dropout and drop path 0): same outputs, and the same gradients for the input and every weight."""
     pytest.importorskip('mmdet')
-    ours = random_swin(depths=SMALL_DEPTHS).train()
-    theirs = mmdet_swin(ours, depths=SMALL_DEPTHS).train()
+    ours = random_swin(depths=SMALL_DEPTHS)
+    theirs = mmdet_swin(ours, training=True, depths=SMALL_DEPTHS)
     image = torch.randn(1, 3, *size)
     projection = [torch.randn(1, channels, 1, 1) for channels in ours.num_features]
     input_grads, outputs = [], []
@@ -177,8 +180,8 @@ def test_matches_mmdet_train_with_gradients(size):
 
 def test_matches_mmdet_with_absolute_position_embedding():
     pytest.importorskip('mmdet')
-    ours = random_swin(depths=SMALL_DEPTHS, ape=True, pretrain_img_size=224).eval()
-    theirs = mmdet_swin(ours, depths=SMALL_DEPTHS, use_abs_pos_embed=True, pretrain_img_size=224).eval()
+    ours = random_swin(depths=SMALL_DEPTHS, ape=True, pretrain_img_size=224)
+    theirs = mmdet_swin(ours, training=False, depths=SMALL_DEPTHS, use_abs_pos_embed=True, pretrain_img_size=224)
     image = torch.randn(1, 3, 224, 224)  # MMDet adds its embedding unresized, so only at the pretraining size
     with torch.no_grad():
         assert max(max_abs_diffs(ours(image), theirs(image))) < TOLERANCE

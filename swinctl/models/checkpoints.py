@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .swin import relative_position_index
+
 LAYOUTS = ('official', 'mmdet', 'timm')
 TARGETS = ('swinctl', 'mmdet')
 
@@ -184,7 +186,7 @@ def _detect(backbone: dict[str, torch.Tensor]) -> str:
         # Official stage 0 ends with a merging; timm's stage 0 has none (its merges open stages 1..3).
         downsampled = {int(match.group(1)) for key in keys if (match := re.match(r'layers\.(\d+)\.downsample\.', key))}
         return 'timm' if downsampled and 0 not in downsampled else 'official'
-    raise CheckpointError(f'not a Swin Transformer checkpoint (no Swin backbone keys; keys look like: {_preview(keys)})')
+    raise CheckpointError(f'not a Swin Transformer checkpoint (no Swin backbone keys; keys: {_preview(keys)})')
 
 
 # -------------------------------------------------------------------------------------------------- key conversions
@@ -271,6 +273,11 @@ def from_official(backbone: dict[str, torch.Tensor], layout: str) -> dict[str, t
             if key == 'absolute_pos_embed':
                 value = value.flatten(2).transpose(1, 2).contiguous()
             converted[_official_key_to_mmdet(key)] = value
+            if key.endswith('attn.relative_position_bias_table'):
+                # MMDet saves this derived buffer (persistent there); include it so strict loads succeed.
+                window_size = (math.isqrt(value.shape[0]) + 1) // 2
+                index_key = _official_key_to_mmdet(key).replace('_bias_table', '_index')
+                converted[index_key] = relative_position_index(window_size)
         elif layout == 'timm':
             if re.match(r'norm\d+\.', key) or key == 'absolute_pos_embed':
                 continue  # timm's Swin has no output norms or absolute position embedding

@@ -115,7 +115,7 @@ class WindowAttention(nn.Module):
         return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)
 
     def forward(self, windows: torch.Tensor, shift_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """windows: (B * num_windows, N, C); shift_mask: (num_windows, N, N) or None. Returns (B * num_windows, N, C)."""
+        """(B * num_windows, N, C) windows -> same shape; shift_mask is (num_windows, N, N) or None."""
         batch_windows, tokens, channels = windows.shape
         qkv = self.qkv(windows).view(batch_windows, tokens, 3, self.num_heads, channels // self.num_heads)
         query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
@@ -432,7 +432,7 @@ class SwinTransformer(BaseModule):
             super().init_weights()
 
     def load_pretrained(self, checkpoint: str, prefix: str | None = None) -> tuple[list[str], list[str]]:
-        """Load a checkpoint (path or URL understood by MMEngine) and log which backbone keys were missing/unexpected."""
+        """Load a checkpoint (path or URL MMEngine understands); logs the missing and unexpected backbone keys."""
         from mmengine.runner.checkpoint import CheckpointLoader
 
         from .checkpoints import load_backbone_state_dict
