@@ -254,7 +254,8 @@ def _int(value: object) -> int | None:
 
 def _note_bad(log: RunLog, path: Path, bad: int) -> None:
     if bad:
-        log.note(TRUNCATED, f"{path.name}: {bad} line{'s' if bad > 1 else ''} that are not JSON skipped")
+        what = "1 line that is" if bad == 1 else f"{bad} lines that are"
+        log.note(TRUNCATED, f"{path.name}: skipped {what} not JSON (damaged or cut off)")
 
 
 @dataclass(slots=True)
@@ -293,14 +294,14 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
         pos = 0
         for line in data.split(b"\n"):
             start, pos = pos, pos + len(line) + 1
-            if start in skip or b'"iter"' not in line:
+            if start in skip or not line.strip():
                 continue
             parsed = _loads(line)
             point = _mmengine_train_point(parsed) if parsed is not None else None
-            if point is None:
-                bad += 1
-            else:
+            if point is not None:
                 train.append(point)
+            elif parsed is None:
+                bad += 1
     first = data.find(b'"iter"')
     has_train = first >= 0
     first_train_iter = _int_field(data[slice(*_line_at(data, first))], b"iter") if has_train else None
@@ -445,7 +446,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
     bad = 0
     if with_train:
         for line in data[body:].split(b"\n"):
-            if b'"train"' not in line:
+            if not line.strip():
                 continue
             d = _loads(line)
             if d is None:
