@@ -62,7 +62,7 @@ SLURM_CONF_FILE=$ETC/slurm.conf
 pidfile() { echo "$RUN/$1.pid"; }
 
 # pid of a daemon from its pid file if that process is alive and is that daemon (a stale pid
-# file whose pid was reused by something else does not count), else nothing (and exit 1)
+# file whose pid was reused by something else, or a zombie, does not count), else nothing (exit 1)
 alive_pid() {
     local f pid comm
     f=$(pidfile "$1")
@@ -73,6 +73,10 @@ alive_pid() {
     kill -0 "$pid" 2>/dev/null || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
     [[ $comm == "$1"* ]] || return 1
+    local stat
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+    stat=${stat##*) }                    # after "pid (comm) ": the state letter first
+    [[ ${stat:0:1} != [ZX] ]] || return 1  # a killed daemon can linger as a zombie for a while
     echo "$pid"
 }
 
@@ -87,7 +91,7 @@ install_packages() {
     done
     [[ ${#missing[@]} -eq 0 ]] && return 0
     command -v apt-get >/dev/null || die 3 "packages missing (${missing[*]}) and apt-get is not available to install them"
-    say "installing ${missing[*]} (apt-get; ~40 s)"
+    say "installing ${missing[*]} (apt-get; ~20-40 s)"
     local t0=$SECONDS
     export DEBIAN_FRONTEND=noninteractive
     # Package installs must not try to start services (no systemd here anyway).
@@ -213,12 +217,13 @@ EOF
     # no cgroup.conf: proctrack/linuxproc + task/none load no cgroup plugin
 }
 
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
+wait_for() {  # wait_for SECONDS WHAT COMMAND...: poll COMMAND every 0.1 s until it succeeds
     local limit=$1 what=$2
     shift 2
     local deadline=$((SECONDS + limit))
     until "$@" >/dev/null 2>&1; do
         if ((SECONDS >= deadline)); then
+            say "gave up waiting for $what after $limit s"
             return 1
         fi
         sleep 0.1
@@ -249,7 +254,7 @@ start_munge() {
     rm -f "$MUNGE_SOCKET" "$MUNGE_SOCKET.lock"
     munged --key-file="$MUNGE_KEY" --socket="$MUNGE_SOCKET" --pid-file="$(pidfile munged)" \
         --log-file="$LOG/munged.log" --seed-file="$DIR/munge-state/munged.seed" --force \
-        >>"$LOG/munged.log" 2>&1 || fail_with_log munged "$LOG/munged.log"
+        >>"$LOG/munged.log" 2>&1 9>&- || fail_with_log munged "$LOG/munged.log"
     wait_for 10 munged test -S "$MUNGE_SOCKET" || fail_with_log munged "$LOG/munged.log"
 }
 
@@ -260,7 +265,7 @@ start_mariadb() {
     if [[ ! -d $DB_DATADIR/mysql ]]; then
         say "initialising mariadb datadir"
         mariadb-install-db --no-defaults --datadir="$DB_DATADIR" --user=root --skip-test-db \
-            --auth-root-authentication-method=socket >"$LOG/mariadb-install.log" 2>&1 \
+            --auth-root-authentication-method=socket >"$LOG/mariadb-install.log" 2>&1 9>&- \
             || fail_with_log mariadb-install-db "$LOG/mariadb-install.log"
     fi
     say "starting mariadbd"
@@ -269,7 +274,7 @@ start_mariadb() {
         --pid-file="$(pidfile mariadbd)" --log-error="$LOG/mariadbd.log" --user=root \
         --skip-networking --skip-log-bin --innodb-buffer-pool-size=128M --innodb-lock-wait-timeout=900 \
         --innodb-log-file-size=48M --innodb-flush-log-at-trx-commit=2 \
-        </dev/null >>"$LOG/mariadbd.log" 2>&1 &
+        </dev/null >>"$LOG/mariadbd.log" 2>&1 9>&- &
     wait_for 60 mariadbd mysql_cli -e 'select 1' || fail_with_log mariadbd "$LOG/mariadbd.log"
     wait_for 5 mariadbd-pid alive_pid mariadbd || fail_with_log mariadbd "$LOG/mariadbd.log"
 }
@@ -279,7 +284,7 @@ start_slurmdbd() {
     say "starting slurmdbd"
     # slurmdbd's mysql client reaches our mariadb through its unix socket (StorageHost=localhost)
     # (slurmdbd reads slurmdbd.conf from the directory of $SLURM_CONF)
-    MYSQL_UNIX_PORT=$DB_SOCKET slurmdbd >>"$LOG/slurmdbd.log" 2>&1 \
+    MYSQL_UNIX_PORT=$DB_SOCKET slurmdbd >>"$LOG/slurmdbd.log" 2>&1 9>&- \
         || fail_with_log slurmdbd "$LOG/slurmdbd.log"
     wait_for 30 slurmdbd alive_pid slurmdbd || fail_with_log slurmdbd "$LOG/slurmdbd.log"
     # the cluster must exist in the accounting db before slurmctld registers
@@ -293,14 +298,14 @@ start_slurmdbd() {
 start_slurmctld() {
     if alive_pid slurmctld >/dev/null; then return 0; fi
     say "starting slurmctld"
-    slurmctld -f "$SLURM_CONF_FILE" >>"$LOG/slurmctld.log" 2>&1 || fail_with_log slurmctld "$LOG/slurmctld.log"
+    slurmctld -f "$SLURM_CONF_FILE" >>"$LOG/slurmctld.log" 2>&1 9>&- || fail_with_log slurmctld "$LOG/slurmctld.log"
     wait_for 30 slurmctld scontrol ping || fail_with_log slurmctld "$LOG/slurmctld.log"
 }
 
 start_slurmd() {
     if ! alive_pid slurmd >/dev/null; then
         say "starting slurmd"
-        slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 || fail_with_log slurmd "$LOG/slurmd.log"
+        slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 9>&- || fail_with_log slurmd "$LOG/slurmd.log"
     fi
     wait_for 30 node-registered node_registered || fail_with_log slurmd "$LOG/slurmd.log"
     if ! node_ready; then
@@ -355,12 +360,25 @@ cmd_status() {
     return $ok
 }
 
+fingerprint() {  # what the generated config depends on: this script, the knobs, the host
+    { cat "$0"; echo "$NODE $PORT_BASE $CRED_EXPIRE $FAKE_GPUS ${SWINCTL_SLURM_CPUS:-}"; } | sha256sum | cut -c1-16
+}
+
 cmd_start() {
     need_root
     install_packages
+    local fp
+    fp=$(fingerprint)
     if daemons_up && node_ready; then
-        say "already running under $DIR"
-        return 0
+        if [[ $(cat "$DIR/.fingerprint" 2>/dev/null) == "$fp" ]]; then
+            say "already running under $DIR"
+            return 0
+        fi
+        say "running, but started by another version of this script or other knobs: restarting"
+        cmd_stop
+    elif alive_pid slurmctld >/dev/null && [[ $(cat "$DIR/.fingerprint" 2>/dev/null) != "$fp" ]]; then
+        say "partly running with an outdated config: restarting"
+        cmd_stop
     fi
     local t0
     t0=$(date +%s.%N)
@@ -371,6 +389,7 @@ cmd_start() {
     start_slurmdbd
     start_slurmctld
     start_slurmd
+    echo "$fp" >"$DIR/.fingerprint"
     say "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; use: eval \"\$($0 env $DIR)\""
 }
 
@@ -427,9 +446,20 @@ cmd_env() {
 export SLURM_CONF=$SLURM_CONF_FILE
 NODE=${SWINCTL_SLURM_NODE:-$(hostname -s)}
 
+lock_dir() {  # serialise start/stop on one DIR (e.g. parallel test workers)
+    mkdir -p "$DIR"
+    # (daemons are started with 9>&- so they do not inherit, and hold, the lock)
+    exec 9>"$DIR/.lock"
+    flock -w 300 9 || die 1 "could not lock $DIR/.lock within 300 s"
+}
+
 case $CMD in
-    start) cmd_start ;;
-    stop) cmd_stop ;;
+    start) need_root && lock_dir && cmd_start ;;
+    stop)
+        need_root
+        if [[ -d $DIR ]]; then lock_dir; fi
+        cmd_stop
+        ;;
     status) cmd_status ;;
     env) cmd_env ;;
     -h | --help | help) usage ;;

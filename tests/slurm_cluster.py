@@ -1,14 +1,19 @@
 """The real one-node SLURM cluster for tests (started by ``scripts/local-slurm.sh``).
 
+Import it as ``slurm_cluster`` (pytest puts tests/ on sys.path: tests/ has no __init__.py and
+the rootdir conftest lives there). ``from tests.slurm_cluster import ...`` does NOT work in the
+project venv: mmsegmentation installs an unrelated top-level ``tests`` package into
+site-packages, and a regular package there wins over the tests/ directory.
+
 Plain API (no pytest needed)::
 
-    from tests.slurm_cluster import start_cluster, stop_cluster
+    from slurm_cluster import start_cluster, stop_cluster
     env = start_cluster()             # or start_cluster("/some/dir"); idempotent, ~2 s when not running
     subprocess.run(["sbatch", ...], env={**os.environ, **env})
 
 Pytest::
 
-    from tests.slurm_cluster import slurm_cluster   # (or through a conftest that re-exports it)
+    from slurm_cluster import slurm_cluster   # (or a conftest.py that does this import)
 
     @pytest.mark.slurm
     def test_something(slurm_cluster, tmp_path):

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest, tests/ (no __init__.py, rootdir conftest) is on sys.path, so the helper imports as
+# `slurm_cluster`; `tests.slurm_cluster` would resolve to the unrelated top-level `tests` package
+# that mmsegmentation installs into site-packages. The fallback covers a tests/ package.
 try:
-    from tests.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
-except ImportError:  # rootdir not on sys.path (tests/ is not a package and pytest was not run as a module)
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401  (fixture)
+except ImportError:
     from tests.slurm_cluster import SlurmCluster, slurm_cluster  # noqa: F401
 
 pytestmark = pytest.mark.slurm
@@ -94,9 +96,7 @@ def test_several_small_jobs_run_at_once(slurm_cluster: SlurmCluster, tmp_path: P
         slurm_cluster.sbatch(f"--output={tmp_path}/o.%j", "--cpus-per-task=1", "--wrap", "sleep 4", cwd=tmp_path)
         for _ in range(4)
     ]
-    _wait_for(
-        lambda: all(slurm_cluster.squeue_state(j) == "RUNNING" for j in ids), 15, "4 jobs running together"
-    )
+    _wait_for(lambda: all(slurm_cluster.squeue_state(j) == "RUNNING" for j in ids), 15, "4 jobs running together")
     _timing("4 jobs submitted -> all RUNNING together", time.monotonic() - t0)
     for j in ids:
         assert slurm_cluster.wait_state(j, timeout=30) == "COMPLETED"
@@ -207,8 +207,9 @@ def _final_state(job, timeout: float = 20) -> str:
     """submitit's cached state lags (the result pickle is written before the step ends, and the
     watcher polls sacct at growing intervals): force sacct until a terminal state shows."""
     return _wait_for(
-        lambda: (s := job.get_info(mode="force").get("State", "")) not in ("", "RUNNING", "COMPLETING", "PENDING")
-        and s,
+        lambda: (
+            (s := job.get_info(mode="force").get("State", "")) not in ("", "RUNNING", "COMPLETING", "PENDING") and s
+        ),
         timeout,
         f"submitit job {job.job_id} final state",
         poll=0.3,
