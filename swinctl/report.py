@@ -72,7 +72,7 @@ import re
 import statistics
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -230,10 +230,22 @@ class Report:
         data = {
             "schema_version": SCHEMA_VERSION, "generated_at": self.generated_at, "source": self.source,
             "pick": self.pick, "metrics": self.metrics, "selectors": self.selectors,
-            "runs": [asdict(r) for r in self.runs], "groups": [asdict(g) for g in self.groups],
-            "sweeps": [asdict(s) for s in self.sweeps], "problems": self.problems,
+            "runs": _plain(self.runs), "groups": _plain(self.groups), "sweeps": _plain(self.sweeps),
+            "problems": self.problems,
         }
         return data
+
+
+def _plain(value):
+    """Dataclasses -> dicts, recursively (dataclasses.asdict deep-copies every leaf: ten times slower here)."""
+    fields = getattr(value, "__dataclass_fields__", None)
+    if fields is not None:
+        return {name: _plain(getattr(value, name)) for name in fields}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 # ---------------------------------------------------------------------------------------------- expectations
@@ -423,10 +435,11 @@ def _all_metric_names(metrics: list[str] | None, expectation) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def row_from_record(record, expectations: _Expectations, metrics: list[str] | None, pick: str) -> RunRow:
+def row_from_record(record, expectation: tuple[list[Expectation], float] | None, metrics: list[str] | None,
+                    pick: str) -> RunRow:
+    """A report row from a ledger record and its work dir's logs."""
     from swinctl.status import gpu_hours
 
-    expectation = expectations.for_run(record.run_dir, record.recipe)
     log = results.read_work_dir(record.work_dir, train=False)
     problems = list(log.problems)
     flags = set(log.flags)
@@ -463,13 +476,22 @@ def row_from_import(path: Path, expectation: tuple[list[Expectation], float] | N
     """A work dir trained elsewhere (any MMEngine or MMCV 1.x work dir); its state is 'IMPORTED'."""
     log = results.read_work_dir(path, train=False)
     last, best, last_at = _from_log(log, _all_metric_names(metrics, expectation))
+    name = path.parent.name if path.name == "work_dir" else path.name  # a swinctl run dir: name it after the run
     return make_row(
-        id=f"import:{path.name}", origin="import", kind="test" if log.test_metrics and not log.has_train else "train",
+        id=f"import:{name}", origin="import", kind="test" if log.test_metrics and not log.has_train else "train",
         recipe=recipe, codebase=_codebase_of(log), sweep=None, seed=None, overrides=[], state="IMPORTED",
         smoke=False, executor=None, gpus=None, elapsed_s=None, gpu_hours=None, work_dir=str(path),
         log_format=log.format, progress=log.progress, flags=log.flags, problems=list(log.problems), last=last,
         best=best, last_at=last_at, expectation=expectation, metrics=metrics, pick=pick,
     )
+
+
+def _recipe_name(run_dir: Path) -> str | None:
+    try:
+        match = re.search(r"^name:[ \t]*(\S+)", (run_dir / "recipe.yaml").read_text(), re.M)
+    except OSError:
+        return None
+    return match.group(1).strip("'\"") if match else None
 
 
 def _codebase_of(log: results.RunLog) -> str | None:
@@ -744,6 +766,8 @@ def build_report(
     if source == "wandb":
         from swinctl import recipes
 
+        if import_dirs:
+            problems.append("--import reads local work dirs: ignored with --source wandb")
         path, rest = _wandb_path(selectors)
         known = list(recipes.available())
         for run in wandb_runs(path):
@@ -769,9 +793,9 @@ def build_report(
                                                      records, Path(runs_root)))
             import_recipes += unmatched
         for record in selected:
-            row = row_from_record(record, expectations, metrics, pick)
-            rows.append(row)
-            expectation_of[row.id] = expectations.for_run(record.run_dir, record.recipe)
+            expectation = expectations.for_run(record.run_dir, record.recipe)
+            rows.append(row_from_record(record, expectation, metrics, pick))
+            expectation_of[record.id] = expectation
         import_recipes = list(dict.fromkeys(import_recipes))
         if import_dirs and len(import_recipes) > 1:
             problems.append("imported runs have no expected values: several recipes named "
@@ -781,7 +805,8 @@ def build_report(
             for work_dir in _import_targets(Path(entry)):
                 run_dir = work_dir.parent if (work_dir.parent / "recipe.yaml").is_file() else None
                 expectation = expectations.for_run(run_dir, recipe)
-                row = row_from_import(work_dir, expectation, recipe, metrics, pick)
+                name = recipe or (_recipe_name(run_dir) if run_dir else None)  # a swinctl run dir names its recipe
+                row = row_from_import(work_dir, expectation, name, metrics, pick)
                 rows.append(row)
                 expectation_of[row.id] = expectation
         if not rows:
@@ -984,26 +1009,38 @@ def rich_tables(report: Report) -> list:
                                      res.metric, _mean_std(res.mean, res.std), _versus(res.references),
                                      verdict(res.verdict)), end_section=i == len(g.results) - 1)
         out.append(table)
-    table = Table(title=f"runs ({'best' if report.pick == 'best' else 'last'} value judged)", title_justify="left")
-    for column in ("run", "overrides", "state", "metric", "last", "best", "Δ vs expected", "verdict", "GPU-h",
-                   "per GPU-h", "notes"):
+    table = Table(title=f"runs ({'best' if report.pick == 'best' else 'last'} value judged)", title_justify="left",
+                  caption=_expected_caption(report), caption_justify="left")
+    table.add_column("run", no_wrap=True)
+    for column in ("overrides", "state", "metric", "last", "best", "Δ vs expected", "verdict", "GPU-h", "per GPU-h",
+                   "notes"):
         table.add_column(column, overflow="fold")
-    for line in _run_lines(report):
+    for line in _run_lines(report):  # one line per run and metric: rich costs about a millisecond per line
         row, res = line["row"], line["res"]
         first = line["first"]
         name = Text(row.id + (" [smoke]" if row.smoke else ""), style="dim" if row.smoke else "")
         table.add_row(*cells(
-            name if first else "", "\n".join(line["overrides"]) if first else "", row.state if first else "",
+            name if first else "", " ".join(line["overrides"]) if first else "", row.state if first else "",
             res.metric if res else "-", _num(res.last) if res else "-", _num(res.best) if res else "-",
-            _versus(res.references) if res else "-", verdict(res.verdict if res else row.verdict),
-            _hours(row.gpu_hours) if first else "", _num(res.per_gpu_hour) if res else "-",
-            "\n".join(row.problems) if first else ""), end_section=line["last"])
+            " / ".join(_num(r.delta, signed=True) for r in res.references) if res and res.references else "-",
+            verdict(res.verdict if res else row.verdict), _hours(row.gpu_hours) if first else "",
+            _num(res.per_gpu_hour) if res else "-", "; ".join(row.problems) if first else ""))
     if not report.runs:
         table.add_row("(no runs)", *[""] * 10)
     out.append(table)
     for problem in report.problems:
         out.append(Text(problem, style="yellow"))
     return out
+
+
+def _expected_caption(report: Report) -> str:
+    """'expected: maskrcnn-swin-t bbox_mAP 42.6 (seed README ...) / 42.7 (MMDet 3.x metafile); ...' in table order."""
+    parts = []
+    for recipe, expectations in report.expectations.items():
+        for metric in dict.fromkeys(e.metric for e in expectations):
+            values = " / ".join(f"{e.value:g} ({e.source})" for e in expectations if e.metric == metric)
+            parts.append(f"{recipe} {metric} {values}")
+    return ("Δ vs expected: " + "; ".join(parts)) if parts else ""
 
 
 def _rich_text(report: Report, width: int = 200) -> str:

@@ -65,15 +65,30 @@ def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:
     out: dict[str, float] = {}
     seg_scale = 100.0 if fmt == "mmcv1" else 1.0
     for key, value in raw.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        kind = _KEY_KIND.get(key)
+        if kind is None:
+            kind = _KEY_KIND[key] = _key_kind(key)
+        if not kind or value.__class__ not in (float, int) or not math.isfinite(value):
             continue
-        name = key.rsplit("/", 1)[-1]
-        if name in _COCO:
+        name, is_coco = kind
+        if is_coco:
             if value >= 0:  # COCOeval reports -1 for an area range without objects
                 out[name] = round(value * 100.0, 4)
-        elif name in _SEG:
-            out[name] = round(value * seg_scale, 4)  # also drops float32 noise
+        else:
+            out[name] = round(value * seg_scale, 4)  # (rounding also drops float32 noise: 85.5999984741211)
     return out
+
+
+_KEY_KIND: dict[str, tuple[str, bool] | tuple[()]] = {}  # raw key -> (canonical name, is COCO) or () to drop
+
+
+def _key_kind(key: str) -> tuple[str, bool] | tuple[()]:
+    name = key.rsplit("/", 1)[-1]
+    if name in _COCO:
+        return name, True
+    if name in _SEG:
+        return name, False
+    return ()
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -131,6 +146,7 @@ class RunLog:
     flags: set[str] = field(default_factory=set)
     files: list[Path] = field(default_factory=list)  # the logs that were read, oldest first
     has_train: bool = False  # any train line was seen (also when `train` was not loaded)
+    empty_vals: int = 0  # validations that logged no metric at all (when none did)
 
     def final_metrics(self) -> dict[str, float]:
         """The run's result: the test metrics when there are any, else the last validation."""
@@ -267,6 +283,7 @@ class _Segment:
     first_train_iter: int | None
     has_train: bool
     progress: Progress | None = None  # from the last train line, for work dirs without a text log
+    empty_vals: int = 0  # validation lines without any metric (counted only when no validation has one)
 
 
 # ---------------------------------------------------------------------------------------------- mmengine
@@ -328,12 +345,14 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
         else:  # iteration-based: step is the iteration (log_metric_by_epoch=False) unless it lags the train line
             val.append(ValPoint(step if step and step >= it else it, None, metrics))
     _note_bad(log, path, bad)
+    # no metric anywhere: were there validations at all? (lines that are not train lines; rare, so counted only here)
+    empty = data.count(b"\n") - data.count(b'"iter"') if not val and has_train else 0
     progress = None
     if has_train:
         last = _line_before(data, len(data) + 1, b'"iter"')
         if last is not None:
             progress = Progress(iter=_int_field(last, b"iter") or 0, total=None, epoch=_int_field(last, b"epoch"))
-    return _Segment(train, val, first_train_iter, has_train, progress)
+    return _Segment(train, val, first_train_iter, has_train, progress, empty)
 
 
 def _mmengine_dirs(work_dir: Path) -> list[Path]:
@@ -371,18 +390,20 @@ def _read_mmengine(log: RunLog, dirs: list[Path], with_train: bool, ipe: int | N
 
 def _merge(log: RunLog, segments: list[_Segment]) -> None:
     """Append segments oldest first: each one replaces the history from its first train iteration on."""
+    val: dict[tuple, ValPoint] = {}
     for seg in segments:
         log.has_train |= seg.has_train
         cut = seg.first_train_iter
         if cut is not None:
             log.train = [p for p in log.train if p.iter < cut]
-            log.val = [v for v in log.val if v.iter is None or v.iter < cut]
+            val = {k: v for k, v in val.items() if v.iter is None or v.iter < cut}
         log.train.extend(seg.train)
         log.progress = seg.progress or log.progress
+        log.empty_vals += seg.empty_vals
         for point in seg.val:  # a repeated validation of the same weights: the later one wins
-            log.val = [v for v in log.val if (v.iter, v.epoch) != (point.iter, point.epoch)]
-            log.val.append(point)
-    log.val.sort(key=lambda v: (v.iter is None, v.iter or 0))
+            val.pop((point.iter, point.epoch), None)
+            val[(point.iter, point.epoch)] = point
+    log.val = sorted(val.values(), key=lambda v: (v.iter is None, v.iter or 0))
 
 
 # ---------------------------------------------------------------------------------------------- mmcv 1.x
@@ -476,6 +497,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
             it, epoch = (global_iter(before) if before else None), None
         val.append(ValPoint(it, epoch, metrics))
     _note_bad(log, path, bad)
+    empty = data.count(b'"mode": "val"', body) if not val else 0
 
     progress = None
     last = _line_before(data, len(data) + 1, b'"train"', body) if has_train else None
@@ -489,7 +511,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
             total = max_epochs * ipe if ipe else None
         progress = Progress(iter=global_iter(last), total=total, epoch=_int_field(last, b"epoch") if by_epoch else None,
                             max_epochs=max_epochs, iters_per_epoch=ipe if by_epoch else None)
-    return _Segment(train, val, first_train_iter, has_train, progress)
+    return _Segment(train, val, first_train_iter, has_train, progress, empty)
 
 
 _MMCV1_TRAIN = re.compile(rb'"mode": "train", "epoch": (\d+), "iter": (\d+)')
@@ -692,7 +714,12 @@ def read_work_dir(path: Path | str, *, train: bool = True) -> RunLog:
 def _judge(log: RunLog) -> None:
     p = log.progress
     if not log.val and not log.test_metrics:
-        if p is not None and p.phase == "train":
+        if log.empty_vals:
+            n = log.empty_vals
+            log.note(NO_METRICS, f"{n} validation{'s' if n > 1 else ''} logged no metric: the evaluator returned "
+                                 "nothing (COCO: 'the testing results of the whole dataset is empty', i.e. nothing "
+                                 "was detected)")
+        elif p is not None and p.phase == "train":
             log.note(NO_METRICS, f"no validation or test metrics yet (last train iteration {p.iter})")
         elif log.has_train:
             log.note(NO_METRICS, "no validation or test metrics yet")

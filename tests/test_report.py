@@ -397,3 +397,34 @@ def test_report_module_stays_light():
             "'matplotlib', 'wandb', 'pandas') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_import_a_swinctl_run_dir_from_another_root(runs, tmp_path):
+    """A run dir copied from another machine: its recipe.yaml names the recipe and the expected values."""
+    other = runs.add(curve=det(0.426, 0.395), tolerance=0.2)
+    rep = report.build_report(tmp_path / "elsewhere", import_dirs=[other.work_dir])
+    (row,) = rep.runs
+    assert (row.id, row.recipe, row.verdict) == (f"import:{other.id}", "maskrcnn-swin-t", REPRODUCED)
+    assert row.result("bbox_mAP").tolerance == 0.2
+
+
+def test_report_on_real_smoke_runs(runs, tmp_path):
+    det_run = runs.add(fixture="swinctl_smoke/maskrcnn-swin-t/work_dir", smoke=True, gpus=0, elapsed_s=37.0)
+    seg_run = runs.add(recipe="upernet-swin-t", fixture="swinctl_smoke/upernet-swin-t/work_dir", smoke=True, gpus=0)
+    rep = report.build_report(runs.root)
+    rows = {r.id: r for r in rep.runs}
+    assert rows[det_run.id].verdict == SMOKE and rows[det_run.id].result("bbox_mAP").value is None
+    assert rows[det_run.id].problems[0].startswith("2 validations logged no metric")
+    assert rows[seg_run.id].verdict == SMOKE and rows[seg_run.id].result("mIoU").value == 0.05
+    assert rows[det_run.id].progress == {"iter": 16, "total": 16, "epoch": 2, "max_epochs": 2, "eta_s": 0.0,
+                                         "phase": "val"}
+    pngs = report.save_plots(rep, tmp_path / "plots")
+    assert [p.name for p in pngs] == ["maskrcnn-swin-t-bbox_mAP.png", "upernet-swin-t-mIoU.png"]
+
+
+def test_import_swinctl_smoke_run_dir(tmp_path):
+    rep = report.build_report(tmp_path / "none", import_dirs=[LOGS / "swinctl_smoke" / "upernet-swin-t" / "work_dir"])
+    (row,) = rep.runs
+    assert (row.id, row.recipe, row.codebase) == ("import:upernet-swin-t", "upernet-swin-t", "mmseg")
+    assert [(r.expected, r.delta, r.verdict) for r in row.result("mIoU").references] == [
+        (44.3, -44.25, BELOW), (44.41, -44.36, BELOW)]

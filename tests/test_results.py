@@ -294,3 +294,33 @@ def test_results_module_stays_light():
             "'pandas', 'matplotlib', 'yaml', 'wandb') if m in sys.modules]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ------------------------------------------------------------------------------------- swinctl's own smoke runs
+
+SMOKE = LOGS / "swinctl_smoke"
+
+
+def test_swinctl_smoke_maskrcnn_validated_nothing():
+    """`swinctl run maskrcnn-swin-t --smoke`: 2 epochs x 8 iterations; the untrained model detects nothing, so
+    CocoMetric logs 'The testing results of the whole dataset is empty' and the validation lines carry no metric."""
+    log = results.read_work_dir(SMOKE / "maskrcnn-swin-t" / "work_dir")
+    assert [(p.iter, p.epoch) for p in log.train] == [(2, 1), (4, 1), (6, 1), (8, 1), (10, 2), (12, 2), (14, 2),
+                                                        (16, 2)]
+    assert log.train[0].loss == pytest.approx(6.184242010116577)
+    assert log.val == [] and log.empty_vals == 2 and log.final_metrics() == {}
+    assert log.flags == {NO_METRICS}
+    assert log.problems[0].startswith("2 validations logged no metric: the evaluator returned nothing")
+    p = log.progress
+    assert (p.iter, p.total, p.epoch, p.max_epochs, p.iters_per_epoch, p.phase) == (16, 16, 2, 2, 8, "val")
+    assert p.done
+
+
+def test_swinctl_smoke_upernet():
+    log = results.read_work_dir(SMOKE / "upernet-swin-t" / "work_dir")
+    assert [p.iter for p in log.train] == [5, 10, 15, 20]
+    assert [(v.iter, v.epoch, v.metrics) for v in log.val] == [
+        (10, None, {"aAcc": 0.09, "mIoU": 0.03, "mAcc": 0.38}),
+        (20, None, {"aAcc": 0.36, "mIoU": 0.05, "mAcc": 1.48}),  # MMSeg 1.x percent, as logged: not scaled
+    ]
+    assert log.flags == set() and (log.progress.iter, log.progress.total) == (20, 20)
