@@ -1,0 +1,136 @@
+"""`swinctl sweep`: the command line of swinctl/sweep.py (registered in cli.py as `app.command("sweep")(sweep)`).
+
+Only typer, rich and the standard library are imported at start; the work is imported when the command runs.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+Many = list[str] | None
+
+
+def sweep(
+    spec: Annotated[str, typer.Argument(metavar="RECIPE|SWEEP.yaml", help="Recipe name or .yaml, or a sweep file "
+                                        "(recipe, name, grid, zip, random, seeds, tie sections).")],
+    grid: Annotated[Many, typer.Option("--grid", "-g", help="KEY=V1,V2,...: sweep KEY over these values (YAML "
+                                       "values; the product over every --grid); repeatable.")] = None,
+    zip_: Annotated[Many, typer.Option("--zip", help="KEY=V1,V2,...: values taken pairwise across every --zip "
+                                       "(same length); repeatable.")] = None,
+    random_n: Annotated[int | None, typer.Option("--random", metavar="N", help="Draw N points from the --param "
+                                                    "distributions.")] = None,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed of the random search (required with "
+                                                "--random).")] = None,
+    param: Annotated[Many, typer.Option("--param", "-p", help="KEY=uniform(a,b) | loguniform(a,b) | randint(a,b) | "
+                                        "choice(x,y,...); repeatable.")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", metavar="K", help="Run every point K times with training "
+                                                 "seeds seed, seed+1, ... (the recipe's `seed`).")] = None,
+    tie: Annotated[Many, typer.Option("--tie", help="KEY=EXPR: derive KEY from swept keys with + - * / and numbers, "
+                                      "e.g. param_scheduler.1.eta_min=optim_wrapper.optimizer.lr*0.01; "
+                                      "repeatable.")] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Sweep name [default: RECIPE-HASH of the space].",
+                                                show_default=False)] = None,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model and schedule on generated demo data.")] = False,
+    executor: Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is "
+                                          "found).")] = "auto",
+    set_: Annotated[Many, typer.Option("--set", "-s", help="Override for every point: dotted.key=value; "
+                                       "repeatable.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the points and the sbatch array; submit "
+                                          "nothing.")] = False,
+    wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the points until all have ended.")] = False,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", help="Points running at once "
+                                                        "[default: all on SLURM, 1 locally].",
+                                                        show_default=False)] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Submit again the points whose run failed, "
+                                               "was cancelled or timed out.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Submit every point, even those that already ran.")] = False,
+    split_arrays: Annotated[bool, typer.Option("--split-arrays", help="Allow points with different resources "
+                                               "(one job array per resource group).")] = False,
+    runs_root: Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live "
+                                                      "[default: $SWINCTL_RUNS or ./runs].",
+                                                      show_default=False)] = None,
+    wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
+                                       "disabled.")] = "auto",
+) -> None:
+    """Sweep a recipe over a grid, paired lists, a random search and seeds: one run per point, one job array.
+
+    Points that already ran (here or in another sweep: same resolved config) are not trained again; running the
+    same command again submits only what never ran (--retry-failed: also what failed; --force: everything).
+    """
+    from swinctl.cli import _Guard, console, fail
+
+    with _Guard():
+        from swinctl import sweep as sw
+
+        space = sw.load_space(spec, grid=grid or [], zip_=zip_ or [], random_n=random_n, random_seed=seed,
+                              params=param or [], seeds=seeds, ties=tie or [], sets=set_ or [], smoke=smoke,
+                              name=name, max_parallel=max_parallel)
+        if retry_failed and force:
+            fail("--retry-failed and --force: --force already reruns every point; give one")
+        if dry_run:
+            _dry_run(sw, space, executor=executor, wandb=wandb, root=runs_root, retry_failed=retry_failed,
+                     force=force, split_arrays=split_arrays)
+            return
+        plan, submissions, notes = sw.run_sweep(space, executor=executor, wandb=wandb, root=runs_root,
+                                                retry_failed=retry_failed, force=force, split_arrays=split_arrays)
+        for note in notes:
+            console.print(f"[yellow]reconciled[/] {note}")
+        console.print(sw.plan_table(plan))
+        if not submissions:
+            console.print(f"[green]nothing to submit[/]: every point of sweep {plan.name} already ran or is running"
+                          + ("" if retry_failed or force else " (--retry-failed reruns failed points, --force all)"))
+        for sub in submissions:
+            what = "SLURM job array" if sub.executor == "slurm" and len(sub.run_ids) > 1 else (
+                "SLURM job" if sub.executor == "slurm" else "local runner (pid)")
+            console.print(f"[green]submitted[/] {len(sub.run_ids)} point(s) of sweep {plan.name} as {what} "
+                          f"{sub.job_id}, at most {sub.parallelism} at a time "
+                          f"[dim]logs: {sw.sweep_dir(plan.root, plan.name) / 'submitit'}[/]")
+        console.print(f"[dim]follow with: swinctl status {plan.name} --watch[/]")
+        if wait:
+            _follow(sw, plan)
+
+
+def _dry_run(sw, space, **kwargs) -> None:
+    from swinctl.cli import console
+    from swinctl.ledger import LEDGER_FILE, Ledger
+    from swinctl.runs import runs_root
+
+    root = runs_root(kwargs.pop("root"))
+    ledger = Ledger(root) if (root / LEDGER_FILE).is_file() else None  # a dry run creates nothing
+    plan = sw.plan(space, root=root, ledger=ledger, **kwargs)
+    console.rule(f"[bold]sweep {plan.name}[/] (dry run: nothing submitted)")
+    console.print(sw.plan_table(plan))
+    for group in plan.groups():
+        parallel = plan.parallelism(len(group))
+        if plan.executor == "slurm":
+            console.rule(f"sbatch: {len(group)} point(s), one array, at most {parallel} at a time")
+            console.print(sw.array_preview(plan, group), highlight=False, soft_wrap=True)
+        else:
+            console.rule(f"local: {len(group)} point(s), at most {parallel} at a time")
+            console.print(" ".join(group[0].prepared.command()), highlight=False, soft_wrap=True)
+    if not plan.to_submit:
+        console.print("nothing would be submitted: every point already ran or is running")
+
+
+def _follow(sw, plan) -> None:
+    from rich.live import Live
+
+    from swinctl.cli import console
+    from swinctl.ledger import Ledger
+
+    ledger = Ledger(plan.root)
+    rows = sw.sweep_rows(ledger, plan.name)
+    with Live(sw.sweep_table(rows, title=f"sweep {plan.name}"), console=console, refresh_per_second=1) as live:
+        while sw.active(rows):
+            time.sleep(2.0)
+            sw.reconcile_local(ledger, plan.name)
+            rows = sw.sweep_rows(ledger, plan.name)
+            live.update(sw.sweep_table(rows, title=f"sweep {plan.name}"))
+    failed = [r for r in rows if r.row is None or r.row.record.state != "COMPLETED"]
+    if failed:
+        console.print(f"[red]{len(failed)} of {len(rows)} point(s) did not complete[/]")
+        raise typer.Exit(1)
