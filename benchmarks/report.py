@@ -28,10 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from swinctl import recipes, report  # noqa: E402
-from swinctl.ledger import Ledger, RunRecord  # noqa: E402
+from swinctl import recipes, report
+from swinctl.ledger import Ledger, RunRecord
 
 GOAL_S = 1.0
 TS = "20240501_100000"
