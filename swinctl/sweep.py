@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from swinctl import recipes
 from swinctl.recipes import RecipeError
 
 SWEEPS_DIR = "sweeps"  # RUNS_ROOT/sweeps/<name>/submitit holds a sweep's array logs
@@ -63,17 +64,9 @@ class SweepError(RecipeError):
 # ---------------------------------------------------------------------------------------------- values
 
 
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
-
-
 def coerce(value: Any) -> Any:
-    """YAML 1.1 reads `1e-4` as a string; a sweep means the number."""
-    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
-        text = value.strip()
-        return int(text) if re.fullmatch(r"[-+]?\d+", text) else float(text)
-    if isinstance(value, list):
-        return [coerce(v) for v in value]
-    return value
+    """YAML 1.1 reads `1e-4` as a string; a sweep, like `--set`, means the number."""
+    return recipes._yaml_numbers(value)
 
 
 def format_value(value: Any) -> str:
@@ -809,14 +802,10 @@ class _Variant:
                        env={"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"})
 
 
-def _new_run_id(name: str, index: int, width: int) -> str:
-    return f"{name}-{index:0{width}d}-{secrets.token_hex(2)}"
-
-
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
          retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None) -> Plan:
     """Render and check every point; with a ledger, also decide which to submit. Writes nothing."""
-    from swinctl import recipes, runs
+    from swinctl import runs
 
     root = runs.runs_root(root)
     base, _ = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
@@ -824,7 +813,13 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     if not _NAME.fullmatch(name):
         raise SweepError(f"sweep name '{name}': use letters, digits, '.', '_' and '-' (at most 80 characters)")
     values_list = space.points(base.seed)
-    width = max(2, len(str(len(values_list) - 1)))
+    run_ids: set[str] = set()
+
+    def new_run_id() -> str:  # the ids `run` gives (the report parses them), distinct within the sweep
+        while (run_id := runs.new_run_id(base, space.smoke)) in run_ids:
+            pass
+        run_ids.add(run_id)
+        return run_id
 
     # Sort each point's overrides into recipe fields (a recipe variant, rendered once) and config keys.
     sides: dict[str, str | None] = {}  # swept key -> its config key, or None for a recipe field (same every point)
@@ -843,7 +838,7 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
         if recipe_texts not in variants:
             variants[recipe_texts] = _Variant(space, name, list(recipe_texts), config_keys, executor=executor,
                                               wandb=wandb, root=root)
-        prepared = variants[recipe_texts].point(_new_run_id(name, index, width), values, config_values)
+        prepared = variants[recipe_texts].point(new_run_id(), values, config_values)
         points.append(PointPlan(index=index, values=values, prepared=prepared))
 
     groups: dict[str, list[PointPlan]] = {}

@@ -105,7 +105,7 @@ def test_a_smoke_grid_is_one_array_that_trains_every_point_and_a_rerun_submits_n
 
     again = swinctl("sweep", "upernet-swin-t", *TINY, *grid, "--name", "grid", "--max-parallel", "2")
     assert again.exit_code == 0, again.output
-    assert "nothing to submit" in again.output and again.output.count("done: grid-") == 4
+    assert "nothing to submit" in again.output and again.output.count("done: upernet-swin-t-smoke-") == 4
     assert len(_submissions(ledger, "grid")) == 1 and len(ledger.list_runs()) == 4
 
 
@@ -172,7 +172,7 @@ def test_a_failing_point_does_not_stop_the_others(slurm_cluster, swinctl, runs_r
     assert result.exit_code == 1, result.output
     assert "1 of 2 point(s) did not complete" in result.output
     ledger = Ledger(runs_root)
-    good, bad = sorted(ledger.list_runs(sweep="flaky"), key=lambda r: r.id)
+    good, bad = (row.row.record for row in sw.sweep_rows(ledger, "flaky"))  # in point order
     assert good.state == "COMPLETED" and "mIoU" in good.metrics
     assert bad.state == "FAILED" and "NoSuchDataset" in bad.error
     assert len({r.job_id.split("_")[0] for r in (good, bad)}) == 1  # the same array
