@@ -143,25 +143,25 @@ def test_activation_checkpointing_gives_identical_outputs_and_gradients():
 @pytest.mark.parametrize(
     ('size', 'depths'),
     [((224, 224), (2, 2, 6, 2)), ((512, 512), SMALL_DEPTHS), ((225, 257), (2, 2, 6, 2)), ((97, 130), SMALL_DEPTHS)],
-    ids=['224', '512', '225x257', '97x130'],
+    ids=['224', '512', '225x257', '97x130-batch2'],
 )
 def test_matches_mmdet_eval(size, depths):
     pytest.importorskip('mmdet')
     ours = random_swin(depths=depths)
     theirs = mmdet_swin(ours, training=False, depths=depths)
-    image = torch.randn(1, 3, *size)
+    image = torch.randn(2 if size == (97, 130) else 1, 3, *size)
     with torch.no_grad():
         diffs = max_abs_diffs(ours(image), theirs(image))
     assert max(diffs) < TOLERANCE, diffs
 
 
-@pytest.mark.parametrize('size', [(224, 224), (225, 257)], ids=['224', '225x257'])
-def test_matches_mmdet_train_with_gradients(size):
+@pytest.mark.parametrize(('batch', 'size'), [(1, (224, 224)), (2, (225, 257))], ids=['224', '225x257-batch2'])
+def test_matches_mmdet_train_with_gradients(batch, size):
     """Train mode (dropout and drop path 0): same outputs, and the same gradients for the input and every weight."""
     pytest.importorskip('mmdet')
     ours = random_swin(depths=SMALL_DEPTHS)
     theirs = mmdet_swin(ours, training=True, depths=SMALL_DEPTHS)
-    image = torch.randn(1, 3, *size)
+    image = torch.randn(batch, 3, *size)
     projection = [torch.randn(1, channels, 1, 1) for channels in ours.num_features]
     input_grads, outputs = [], []
     for model in (ours, theirs):

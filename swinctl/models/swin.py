@@ -82,6 +82,117 @@ def shifted_window_mask(padded_hw: tuple[int, int], window_size: int, shift_size
     return torch.zeros(different.shape).masked_fill_(different, SHIFTED_WINDOW_MASK_VALUE)
 
 
+def _gather_rows(src: torch.Tensor, index: torch.Tensor, zero_rows: torch.Tensor | None) -> torch.Tensor:
+    out = src.index_select(0, index)
+    return out.index_fill_(0, zero_rows, 0) if zero_rows is not None else out
+
+
+class WindowLayout:
+    """Row indices between a (B*H*W, ...) token map and per-window, per-head (B*num_windows*heads, N, head_dim) blocks.
+
+    Window slot (image, window, token) holds the map position that padding the map to window multiples and rolling it
+    by -shift (the official order of operations) puts there. One row gather thus does padding, cyclic shift, window
+    partition and the head split, and a second one undoes them all, instead of a copy for each step.
+    """
+
+    def __init__(self, batch: int, height: int, width: int, window_size: int, shift: int, heads: int, device):
+        ws = window_size
+        padded_h, padded_w = math.ceil(height / ws) * ws, math.ceil(width / ws) * ws
+        self.tokens_per_window = ws * ws
+        self.batch_windows = batch * (padded_h // ws) * (padded_w // ws)
+        # Padded-map position of every slot of one image: rolled row r came from row (r + shift) % padded_h.
+        rows = ((torch.arange(padded_h) + shift) % padded_h).view(-1, 1, ws, 1).expand(-1, padded_w // ws, -1, ws)
+        cols = ((torch.arange(padded_w) + shift) % padded_w).view(1, -1, 1, ws).expand(padded_h // ws, -1, ws, -1)
+        # Slot order: image, window row, window col, token row, token col.
+        rows, cols = rows.reshape(-1).repeat(batch), cols.reshape(-1).repeat(batch)
+        valid = ((rows < height) & (cols < width)).view(self.batch_windows, 1, -1)
+        image = torch.arange(batch).repeat_interleave(rows.numel() // batch)
+        source = torch.where(valid.view(-1), image * height * width + rows * width + cols, 0).view(valid.shape)
+        head = torch.arange(heads).view(1, -1, 1)
+        blocks = torch.arange(self.batch_windows * heads * self.tokens_per_window).view(self.batch_windows, heads, -1)
+        valid = valid.expand_as(blocks)
+        map_rows = source * heads + head  # row of (token, head) in the map viewed as (B*H*W*heads, head_dim)
+
+        # Map -> windows for q, k and v at once: block row (j, window, head, token) <- map row (token, j, head).
+        part = torch.arange(3).view(3, 1, 1, 1)
+        qkv_source = (source.unsqueeze(0) * 3 + part) * heads + head  # (3, B*nW, heads, N)
+        qkv_blocks = torch.arange(qkv_source.numel()).view(qkv_source.shape)
+        qkv_valid = valid.unsqueeze(0).expand_as(qkv_source)
+        self.qkv_index = qkv_source.reshape(-1).to(device)
+        self.qkv_inverse = _inverse(qkv_source[qkv_valid], qkv_blocks[qkv_valid], device)
+        self.qkv_pad_rows = qkv_blocks[~qkv_valid].to(device)
+        self.qkv_pad_bias_rows = (part * heads + head).expand_as(qkv_source)[~qkv_valid].to(device)
+
+        # Windows -> map for the attention output: map row (token, head) <- block row (window, head, token).
+        self.merge_index = _inverse(map_rows[valid], blocks[valid], device)
+        self.merge_grad_index = map_rows.reshape(-1).to(device)
+        self.merge_grad_pad_rows = blocks[~valid].to(device) if not valid.all() else None
+
+    def merge(self, blocks: torch.Tensor) -> torch.Tensor:
+        """(B*num_windows*heads, N, head_dim) -> (B*H*W*heads, head_dim); padding slots are dropped."""
+        return _GatherRows.apply(blocks.view(-1, blocks.shape[-1]), self.merge_index, self.merge_grad_index,
+                                 self.merge_grad_pad_rows)
+
+
+def _inverse(positions: torch.Tensor, values: torch.Tensor, device) -> torch.Tensor:
+    inverse = torch.empty(positions.numel(), dtype=torch.long)
+    inverse[positions] = values
+    return inverse.to(device)
+
+
+class _GatherRows(torch.autograd.Function):
+    """``src[index]``; backward gathers with the inverse index (a permutation up to padding rows, which get zero)."""
+
+    @staticmethod
+    def forward(ctx, src, index, grad_index, grad_zero_rows):
+        ctx.grad_index, ctx.grad_zero_rows = grad_index, grad_zero_rows
+        return src.index_select(0, index)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out):
+        return _gather_rows(grad_out.contiguous(), ctx.grad_index, ctx.grad_zero_rows), None, None, None
+
+
+class _WindowQKV(torch.autograd.Function):
+    """(B*H*W, 3C) qkv of the valid tokens -> (3, B*nW*heads, N, head_dim) q (pre-scaled), k, v blocks.
+
+    The official code pads the normalised map with zeros before the qkv projection, so padding tokens carry exactly
+    the qkv bias: they are filled with it here instead of being projected (at 512x512 up to 42% of a stage's tokens).
+    """
+
+    @staticmethod
+    def forward(ctx, qkv, bias, layout: WindowLayout, heads: int, scale: float):
+        head_dim = qkv.shape[-1] // (3 * heads)
+        ctx.layout, ctx.heads, ctx.scale, ctx.has_bias = layout, heads, scale, bias is not None
+        blocks = qkv.reshape(-1, head_dim).index_select(0, layout.qkv_index)
+        if bias is not None:
+            bias_rows = bias.view(3 * heads, head_dim).index_select(0, layout.qkv_pad_bias_rows)
+            blocks.index_copy_(0, layout.qkv_pad_rows, bias_rows)
+        else:
+            blocks.index_fill_(0, layout.qkv_pad_rows, 0)
+        blocks = blocks.view(3, layout.batch_windows * heads, layout.tokens_per_window, head_dim)
+        blocks[0].mul_(scale)
+        return blocks
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_blocks):
+        layout, heads, scale = ctx.layout, ctx.heads, ctx.scale
+        head_dim = grad_blocks.shape[-1]
+        grad_rows = grad_blocks.contiguous().view(-1, head_dim)
+        grad_qkv = grad_rows.index_select(0, layout.qkv_inverse).view(-1, 3, heads, head_dim)
+        grad_qkv[:, 0].mul_(scale)
+        grad_bias = None
+        if ctx.has_bias and ctx.needs_input_grad[1]:
+            grad_bias = grad_rows.new_zeros(3, heads, head_dim)
+            grad_bias.view(-1, head_dim).index_add_(0, layout.qkv_pad_bias_rows,
+                                                    grad_rows.index_select(0, layout.qkv_pad_rows))
+            grad_bias[0].mul_(scale)
+            grad_bias = grad_bias.view(-1)
+        return grad_qkv.view(-1, 3 * heads * head_dim), grad_bias, None, None, None
+
+
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside non-overlapping windows with a learned relative position bias."""
 
@@ -114,28 +225,34 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(tokens, tokens, self.num_heads).permute(2, 0, 1)
 
-    def forward(self, windows: torch.Tensor, shift_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B * num_windows, N, C) windows -> same shape; shift_mask is (num_windows, N, N) or None."""
-        batch_windows, tokens, channels = windows.shape
-        qkv = self.qkv(windows).view(batch_windows, tokens, 3, self.num_heads, channels // self.num_heads)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
-        bias = self.relative_position_bias().unsqueeze(0)
-        if shift_mask is None:
-            logits_offset = bias
+    def forward(self, x: torch.Tensor, layout: WindowLayout, shift_mask: torch.Tensor | None) -> torch.Tensor:
+        """(tokens, C) normalised map -> (tokens, C) attention output, windows and padding given by ``layout``.
+
+        qkv runs on the map's tokens before partitioning and proj after merging: both are per-token maps, so this
+        is the official computation without projecting padding tokens.
+        """
+        tokens, channels = x.shape
+        heads, window_tokens = self.num_heads, layout.tokens_per_window
+        query, key, value = _WindowQKV.apply(self.qkv(x), self.qkv.bias, layout, heads, self.scale)
+        offset = self.relative_position_bias()  # (heads, N, N)
+        if shift_mask is not None:
+            offset = offset + shift_mask.unsqueeze(1)  # (num_windows, heads, N, N)
+        groups = offset.shape[0] if offset.ndim == 4 else 1
+        if torch.is_grad_enabled() or (self.training and self.attn_drop > 0):
+            # Explicit softmax: the fused kernels give no gradient for the offset, which holds the trained bias.
+            logits = torch.bmm(query, key.transpose(1, 2))
+            logits.view(-1, groups, heads, window_tokens, window_tokens).add_(offset)
+            probs = logits.softmax(-1)
+            if self.training and self.attn_drop > 0:
+                probs = F.dropout(probs, self.attn_drop)
+            out = torch.bmm(probs, value)
         else:
-            # Batch dim is (B, num_windows) flattened: view the offset so it broadcasts over B without a copy.
-            num_windows = shift_mask.shape[0]
-            logits_offset = (bias + shift_mask.unsqueeze(1)).repeat(batch_windows // num_windows, 1, 1, 1)
-        out = F.scaled_dot_product_attention(
-            query,
-            key,
-            value,
-            attn_mask=logits_offset,
-            dropout_p=self.attn_drop if self.training else 0.0,
-            scale=self.scale,
-        )
-        out = out.transpose(1, 2).reshape(batch_windows, tokens, channels)
-        return self.proj_drop(self.proj(out))
+            batch_windows = layout.batch_windows
+            if offset.ndim == 4:  # the fused kernel wants the shift mask repeated for each image
+                offset = offset.expand(batch_windows // groups, -1, -1, -1, -1).flatten(0, 1)
+            out = F.scaled_dot_product_attention(*(t.view(batch_windows, heads, window_tokens, -1)
+                                                   for t in (query, key, value)), attn_mask=offset, scale=1.0)
+        return self.proj_drop(self.proj(layout.merge(out).view(tokens, channels)))
 
 
 class SwinBlock(nn.Module):
@@ -163,30 +280,14 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
 
-    def forward(self, x: torch.Tensor, shift_mask: torch.Tensor | None) -> torch.Tensor:
-        """x: (B, H, W, C); shift_mask: the stage's mask for the padded map (used by shifted blocks only)."""
-        x = x + self.drop_path(self._window_attention(self.norm1(x), shift_mask))
+    def forward(self, x: torch.Tensor, layout: WindowLayout, shift_mask: torch.Tensor | None) -> torch.Tensor:
+        """x: (B, H, W, C); ``layout`` and ``shift_mask`` are the stage's, for this block's shift."""
+        x = x + self.drop_path(self._window_attention(self.norm1(x), layout, shift_mask))
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
-    def _window_attention(self, x: torch.Tensor, shift_mask: torch.Tensor | None) -> torch.Tensor:
-        batch, height, width, channels = x.shape
-        ws, shift = self.window_size, self.shift_size
-        # Pad after norm1 (as the official code does): the zero tokens take part in attention, then are cropped.
-        pad_bottom, pad_right = -height % ws, -width % ws
-        if pad_bottom or pad_right:
-            x = F.pad(x, (0, 0, 0, pad_right, 0, pad_bottom))
-        padded_h, padded_w = height + pad_bottom, width + pad_right
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        windows = x.view(batch, padded_h // ws, ws, padded_w // ws, ws, channels).transpose(2, 3)
-        windows = self.attn(windows.reshape(-1, ws * ws, channels), shift_mask if shift else None)
-        x = windows.view(batch, padded_h // ws, padded_w // ws, ws, ws, channels).transpose(2, 3)
-        x = x.reshape(batch, padded_h, padded_w, channels)
-        if shift:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        if pad_bottom or pad_right:
-            x = x[:, :height, :width]
-        return x
+    def _window_attention(self, x: torch.Tensor, layout: WindowLayout, shift_mask: torch.Tensor | None):
+        # The official code pads after norm1, so padding tokens are zero going into qkv (see _WindowQKV).
+        return self.attn(x.reshape(-1, x.shape[-1]), layout, shift_mask).view(x.shape)
 
 
 class PatchMerging(nn.Module):
@@ -265,27 +366,33 @@ class SwinStage(nn.Module):
             for index in range(depth)
         )
         self.downsample = PatchMerging(dim, patch_norm) if downsample else None
-        # The shift mask depends only on the padded map size: build it once per size and device, not per block/step.
-        self._mask_cache: dict[tuple, torch.Tensor] = {}
+        # Window indices and masks depend only on the input size: built once per size, not per block or step.
+        self._window_cache: dict[tuple, tuple[WindowLayout, torch.Tensor | None]] = {}
 
-    def shift_mask(self, height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        ws = self.window_size
-        key = (math.ceil(height / ws) * ws, math.ceil(width / ws) * ws, device, dtype)
-        mask = self._mask_cache.get(key)
-        if mask is None:
-            mask = shifted_window_mask(key[:2], ws, self.shift_size).to(device=device, dtype=dtype)
-            self._mask_cache[key] = mask
-        return mask
+    def window_setup(self, x: torch.Tensor, shift: int) -> tuple[WindowLayout, torch.Tensor | None]:
+        """The window layout and shift mask for x's size; built once per size and device, shared by the blocks."""
+        batch, height, width, _ = x.shape
+        key = (batch, height, width, shift, x.device, x.dtype)
+        setup = self._window_cache.get(key)
+        if setup is None:
+            ws = self.window_size
+            layout = WindowLayout(batch, height, width, ws, shift, self.blocks[0].attn.num_heads, x.device)
+            mask = None
+            if shift:
+                padded = (math.ceil(height / ws) * ws, math.ceil(width / ws) * ws)
+                mask = shifted_window_mask(padded, ws, shift).to(device=x.device, dtype=x.dtype)
+            setup = self._window_cache[key] = (layout, mask)
+        return setup
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """x: (B, H, W, C). Returns (stage output before downsampling, downsampled input of the next stage)."""
-        mask = self.shift_mask(x.shape[1], x.shape[2], x.device, x.dtype) if len(self.blocks) > 1 else None
         for block in self.blocks:
+            layout, mask = self.window_setup(x, block.shift_size)
             if self.with_cp and x.requires_grad:
                 # Recompute the block in backward instead of keeping its activations (memory for ~30% more time).
-                x = torch.utils.checkpoint.checkpoint(block, x, mask, use_reentrant=False)
+                x = torch.utils.checkpoint.checkpoint(block, x, layout, mask, use_reentrant=False)
             else:
-                x = block(x, mask)
+                x = block(x, layout, mask)
         return x, (self.downsample(x) if self.downsample is not None else None)
 
 
