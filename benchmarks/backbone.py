@@ -4,7 +4,7 @@
 
 Times forward+backward (batch 2) at 224x224 and 512x512 and forward only at 800x1333, interleaving the two models
 so that background load hits both alike; reports the min and median of the repeats and ratios theirs/ours (> 1: ours
-is faster / smaller). Memory is counted as live tensor storage: a TorchDispatchMode records every storage an op
+is faster / smaller; speed from the minima, the estimate least disturbed by other work on a shared machine). Memory is counted as live tensor storage: a TorchDispatchMode records every storage an op
 creates and when it is freed (weights, gradients already allocated and the input are excluded), giving the peak over
 the step and the "activation memory" still alive when forward returns (what backward needs). Prints a rich table and
 writes benchmarks/results/backbone.json.
@@ -13,14 +13,18 @@ writes benchmarks/results/backbone.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
@@ -70,7 +74,7 @@ class Measurement:
     mode: str  # 'fwd+bwd' or 'fwd'
     seconds_min: float
     seconds_median: float
-    peak_mib: float
+    peak_mib: float  # NaN when not measured
     activation_mib: float | None  # alive after forward (fwd+bwd only)
 
 
@@ -100,19 +104,51 @@ def step(model: torch.nn.Module, image: torch.Tensor, backward: bool, memory: Li
     sum(out.float().mean() for out in outputs).backward()
 
 
+def linear_floor(model: SwinTransformer, image: torch.Tensor, backward: bool) -> Callable[[], None]:
+    """A step running only ``model``'s linear layers (and the MLP's GELU) on random inputs of the shapes they see.
+
+    Both implementations do at least this matmul work (MMDet more: it also projects the padding tokens), so
+    mmdet time / this time bounds the speed-up any fp32 re-implementation can reach on this CPU.
+    """
+    shapes: list[tuple[nn.Linear, torch.Size]] = []
+    hooks = [module.register_forward_pre_hook(lambda module, args: shapes.append((module, args[0].shape)))
+             for module in model.modules() if isinstance(module, nn.Linear)]
+    with torch.no_grad():
+        model(image)
+    for hook in hooks:
+        hook.remove()
+    inputs = [(module, torch.randn(shape, requires_grad=backward), module.out_features == 4 * module.in_features)
+              for module, shape in shapes]
+
+    def step() -> None:
+        with torch.set_grad_enabled(backward):
+            for module, x, is_fc1 in inputs:
+                y = module(x)
+                y = F.gelu(y) if is_fc1 else y
+                if backward:
+                    y.backward(torch.ones_like(y))
+
+    return step
+
+
 def measure(models, size: tuple[int, int], backward: bool, repeats: int) -> list[Measurement]:
     image = torch.randn(BATCH, 3, *size, requires_grad=False)
+    steps = {name: functools.partial(step, model, image, backward) for name, model in models.items()}
+    steps['linear-layer floor'] = linear_floor(models['swinctl'], image, backward)
     for model in models.values():
         model.train(backward)
         model.zero_grad(set_to_none=False)
-        step(model, image, backward)  # warm-up: caches, allocator, and gradients exist before measuring
-    times = {name: [] for name in models}
+    for run in steps.values():
+        run()  # warm-up: caches, allocator, and gradients exist before measuring
+    times = {name: [] for name in steps}
     for _ in range(repeats):
-        for name, model in models.items():  # interleaved: background load affects both models alike
+        for name, run in steps.items():  # interleaved: background load affects all alike
             start = time.perf_counter()
-            step(model, image, backward)
+            run()
             times[name].append(time.perf_counter() - start)
-    results = []
+    results = [Measurement('linear-layer floor', f'{size[0]}x{size[1]}', 'fwd+bwd' if backward else 'fwd',
+                           min(times['linear-layer floor']), statistics.median(times['linear-layer floor']),
+                           float('nan'), None)]
     for name, model in models.items():
         memory = LiveTensorMemory()
         with memory:
@@ -163,20 +199,24 @@ def report(measurements: list[Measurement], threads: int, repeats: int) -> None:
     for case in dict.fromkeys((m.size, m.mode) for m in measurements):
         group = {m.model: m for m in measurements if (m.size, m.mode) == case}
         reference = group['mmdet']
-        for name, m in group.items():
-            speed = reference.seconds_median / m.seconds_median
-            peak = reference.peak_mib / m.peak_mib
+        for name, m in sorted(group.items(), key=lambda item: item[0] == 'linear-layer floor'):
+            speed = reference.seconds_min / m.seconds_min  # the min is the estimate least hit by background load
+            measured_memory = m.peak_mib == m.peak_mib  # NaN for the floor, which is timed only
+            peak = reference.peak_mib / m.peak_mib if measured_memory else None
             activation = (reference.activation_mib / m.activation_mib) if m.activation_mib else None
             rows.append(asdict(m) | {'speed_ratio': speed, 'peak_ratio': peak, 'activation_ratio': activation})
             table.add_row(m.size, m.mode, name, f'{m.seconds_min:.3f}', f'{m.seconds_median:.3f}',
-                          '' if name == 'mmdet' else f'{speed:.2f}x', f'{m.peak_mib:.0f}',
-                          '' if name == 'mmdet' else f'{peak:.2f}x',
+                          '' if name == 'mmdet' else f'{speed:.2f}x',
+                          f'{m.peak_mib:.0f}' if measured_memory else '-',
+                          '' if name == 'mmdet' or peak is None else f'{peak:.2f}x',
                           '-' if m.activation_mib is None else f'{m.activation_mib:.0f}',
                           '' if name == 'mmdet' or activation is None else f'{activation:.2f}x')
-    console = Console()
+    console = Console(width=150)
     console.print(table)
     console.print('memory: live tensor storage bytes tracked op by op (TorchDispatchMode + storage weakrefs), '
                   'excluding weights, existing gradients and the input; activation = alive when forward returns')
+    console.print('linear-layer floor: only swinctl\'s linear layers (+ GELU) on inputs of the shapes they see; '
+                  'its speed ratio bounds what any fp32 implementation can gain over mmdet on this CPU')
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
         'torch': torch.__version__, 'threads': threads, 'repeats': repeats, 'batch': BATCH,
