@@ -4,7 +4,8 @@
 
 Times forward+backward (batch 2) at 224x224 and 512x512 and forward only at 800x1333, interleaving the two models
 so that background load hits both alike; reports the min and median of the repeats and ratios theirs/ours (> 1: ours
-is faster / smaller; speed from the minima, the estimate least disturbed by other work on a shared machine). Memory is counted as live tensor storage: a TorchDispatchMode records every storage an op
+is faster / smaller; speed from the minima, the estimate least disturbed by other work on a shared machine). Memory
+is counted as live tensor storage: a TorchDispatchMode records every storage an op
 creates and when it is freed (weights, gradients already allocated and the input are excluded), giving the peak over
 the step and the "activation memory" still alive when forward returns (what backward needs). Prints a rich table and
 writes benchmarks/results/backbone.json.

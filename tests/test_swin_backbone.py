@@ -216,3 +216,12 @@ def test_matches_timm_features(size, timm_kwargs):
         normed = [getattr(ours, f'norm{i}')(f).permute(0, 3, 1, 2) for i, f in enumerate(features)]
         diffs = max_abs_diffs(ours(image), normed)
     assert max(diffs) < TOLERANCE, diffs
+
+
+def test_window_index_cache_is_bounded():
+    from swinctl.models.swin import WINDOW_CACHE_SIZE
+
+    stage = SwinTransformer(depths=SMALL_DEPTHS).layers[3]
+    for size in range(1, WINDOW_CACHE_SIZE + 6):
+        stage.window_setup(torch.empty(1, size, 2 * size, 768), shift=3)
+    assert len(stage._window_cache) == WINDOW_CACHE_SIZE

@@ -12,6 +12,7 @@ window, and shifted windows mask attention between regions that the cyclic shift
 from __future__ import annotations
 
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -27,6 +28,9 @@ ARCH_SETTINGS: dict[str, dict] = {
     'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
     'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
 }
+
+# Input sizes (x 2 shifts) whose window indices each stage keeps.
+WINDOW_CACHE_SIZE = 16
 
 # Additive attention logit for token pairs that a cyclic shift made adjacent; the official code uses -100, not -inf.
 SHIFTED_WINDOW_MASK_VALUE = -100.0
@@ -361,15 +365,18 @@ class SwinStage(nn.Module):
             for index in range(depth)
         )
         self.downsample = PatchMerging(dim, patch_norm) if downsample else None
-        # Window indices and masks depend only on the input size: built once per size, not per block or step.
-        self._window_cache: dict[tuple, tuple[WindowLayout, torch.Tensor | None]] = {}
+        # Window indices and masks depend only on the input size: built once per size, not per block or step. Bounded,
+        # since multi-scale training visits many sizes (an entry is a few MB at 1333x800).
+        self._window_cache: OrderedDict[tuple, tuple[WindowLayout, torch.Tensor | None]] = OrderedDict()
 
     def window_setup(self, x: torch.Tensor, shift: int) -> tuple[WindowLayout, torch.Tensor | None]:
         """The window layout and shift mask for x's size; built once per size and device, shared by the blocks."""
         batch, height, width, _ = x.shape
         key = (batch, height, width, shift, x.device, x.dtype)
         setup = self._window_cache.get(key)
-        if setup is None:
+        if setup is not None:
+            self._window_cache.move_to_end(key)
+        else:
             ws = self.window_size
             layout = WindowLayout(batch, height, width, ws, shift, self.blocks[0].attn.num_heads, x.device)
             mask = None
@@ -377,6 +384,8 @@ class SwinStage(nn.Module):
                 padded = (math.ceil(height / ws) * ws, math.ceil(width / ws) * ws)
                 mask = shifted_window_mask(padded, ws, shift).to(device=x.device, dtype=x.dtype)
             setup = self._window_cache[key] = (layout, mask)
+            if len(self._window_cache) > WINDOW_CACHE_SIZE:
+                self._window_cache.popitem(last=False)
         return setup
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -384,7 +393,7 @@ class SwinStage(nn.Module):
         for block in self.blocks:
             layout, mask = self.window_setup(x, block.shift_size)
             if self.with_cp and x.requires_grad:
-                # Recompute the block in backward instead of keeping its activations (memory for ~30% more time).
+                # Recompute the block in backward instead of keeping its activations (memory for ~25% more time).
                 x = torch.utils.checkpoint.checkpoint(block, x, layout, mask, use_reentrant=False)
             else:
                 x = block(x, layout, mask)
