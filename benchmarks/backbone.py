@@ -142,8 +142,11 @@ def measure(models, size: tuple[int, int], backward: bool, repeats: int) -> list
     for run in steps.values():
         run()  # warm-up: caches, allocator, and gradients exist before measuring
     times = {name: [] for name in steps}
-    for _ in range(repeats):
-        for name, run in steps.items():  # interleaved: background load affects all alike
+    names = list(steps)
+    for repeat in range(repeats):
+        # Interleaved, in a rotating order: background load and allocator state affect all alike.
+        for name in names[repeat % len(names) :] + names[: repeat % len(names)]:
+            run = steps[name]
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
