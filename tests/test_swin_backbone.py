@@ -225,3 +225,16 @@ def test_window_index_cache_is_bounded():
     for size in range(1, WINDOW_CACHE_SIZE + 6):
         stage.window_setup(torch.empty(1, size, 2 * size, 768), shift=3)
     assert len(stage._window_cache) == WINDOW_CACHE_SIZE
+
+
+def test_autocast_mixed_precision_forward_and_backward():
+    """Mixed-precision recipes (MMDet's amp configs) run the projections in half precision, the parameters in fp32."""
+    model = random_swin(depths=SMALL_DEPTHS).train()
+    image = torch.randn(2, 3, 97, 130)  # padded at every stage, so the padding-bias path runs in bfloat16
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outputs = model(image)
+    sum(out.float().mean() for out in outputs).backward()
+    assert all(param.grad is not None and param.grad.dtype == torch.float32 for param in model.parameters())
+    with torch.no_grad():
+        reference = model(image)
+    assert max(max_abs_diffs([out.float() for out in outputs], reference)) < 0.25  # bfloat16 has 8 mantissa bits

@@ -168,10 +168,12 @@ class _WindowQKV(torch.autograd.Function):
     @staticmethod
     def forward(ctx, qkv, bias, layout: WindowLayout, heads: int, scale: float):
         head_dim = qkv.shape[-1] // (3 * heads)
-        ctx.layout, ctx.heads, ctx.scale, ctx.has_bias = layout, heads, scale, bias is not None
+        ctx.layout, ctx.heads, ctx.scale = layout, heads, scale
+        ctx.bias_dtype = bias.dtype if bias is not None else None
         blocks = qkv.reshape(-1, head_dim).index_select(0, layout.qkv_index)
         if bias is not None:
-            bias_rows = bias.view(3 * heads, head_dim).index_select(0, layout.qkv_pad_bias_rows)
+            # Under autocast the projection is half precision while its bias parameter stays float32.
+            bias_rows = bias.view(3 * heads, head_dim).index_select(0, layout.qkv_pad_bias_rows).to(blocks.dtype)
             blocks.index_copy_(0, layout.qkv_pad_rows, bias_rows)
         else:
             blocks.index_fill_(0, layout.qkv_pad_rows, 0)
@@ -188,10 +190,10 @@ class _WindowQKV(torch.autograd.Function):
         grad_qkv = grad_rows.index_select(0, layout.qkv_inverse).view(-1, 3, heads, head_dim)
         grad_qkv[:, 0].mul_(scale)
         grad_bias = None
-        if ctx.has_bias and ctx.needs_input_grad[1]:
-            grad_bias = grad_rows.new_zeros(3, heads, head_dim)
+        if ctx.bias_dtype is not None and ctx.needs_input_grad[1]:
+            grad_bias = grad_rows.new_zeros(3, heads, head_dim, dtype=ctx.bias_dtype)
             grad_bias.view(-1, head_dim).index_add_(0, layout.qkv_pad_bias_rows,
-                                                    grad_rows.index_select(0, layout.qkv_pad_rows))
+                                                    grad_rows.index_select(0, layout.qkv_pad_rows).to(ctx.bias_dtype))
             grad_bias[0].mul_(scale)
             grad_bias = grad_bias.view(-1)
         return grad_qkv.view(-1, 3 * heads * head_dim), grad_bias, None, None, None
