@@ -312,6 +312,45 @@ def cancel(
             console.print(f"{record.id}: {outcome}")
 
 
+@app.command()
+def report(
+    selectors: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN|SWEEP|RECIPE]...", help="What to report "
+                                                             "[default: every run].")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or html.")] = "table",
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of the terminal "
+                                                "(html: one self-contained file with plots).")] = None,
+    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metric(s) to report "
+                                                        "[default: the recipe's].")] = None,
+    best: Annotated[bool, typer.Option("--best", help="Each run's best validation instead of its last.")] = False,
+    last: Annotated[bool, typer.Option("--last", help="Each run's last validation (the default).")] = False,
+    diff: Annotated[bool, typer.Option("--diff", help="Show only the overrides that vary.")] = False,
+    import_dirs: Annotated[Optional[list[Path]], typer.Option("--import", help="Also read work dirs swinctl did not "
+                                                              "create (MMEngine or MMCV 1.x logs).")] = None,
+    source: Annotated[str, typer.Option("--source", help="local (run logs) or wandb (a W&B project's runs).")] = "local",
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
+    runs_root: RunsRoot = None,
+) -> None:
+    """Compare runs against the published numbers: metrics, deltas, verdicts, seeds, GPU-hours, plots."""
+    with _Guard():
+        if best and last:
+            fail("--best and --last exclude each other")
+        from swinctl import report as rp
+        from swinctl.runs import runs_root as root_of
+
+        built = rp.build_report(root_of(runs_root), list(selectors or []), metric=metric or None,
+                                pick="best" if best else "last", diff=diff, import_dirs=list(import_dirs or []),
+                                source=source)
+        if plots is not None:
+            for path in rp.save_plots(built, plots):
+                console.print(f"[green]plot[/] {path}")
+        if out is not None:
+            console.print(f"[green]wrote[/] {rp.render(built, fmt, out)}")
+        elif fmt == "table":
+            console.print(*rp.rich_tables(built))
+        else:
+            print(rp.render(built, fmt))
+
+
 @app.command("convert-checkpoint")
 def convert_checkpoint(
     src: Annotated[Path, typer.Argument(help="Checkpoint to read (any supported Swin layout).")],
@@ -330,6 +369,15 @@ def convert_checkpoint(
         report = convert_checkpoint_file(src, dst, to=to)
         console.print(report.summary())
         console.print(f"[green]wrote[/] {dst}")
+
+
+def _register_sweep() -> None:
+    from swinctl import cli_sweep  # typer/rich only at import; the sweep machinery loads when the verb runs
+
+    app.command("sweep")(cli_sweep.sweep)
+
+
+_register_sweep()
 
 
 def main() -> None:  # pragma: no cover - console script entry point

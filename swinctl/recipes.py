@@ -292,18 +292,18 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise RecipeError(f"override '{text}': the value is not a YAML scalar or list") from None
     if isinstance(value, dict):
         raise RecipeError(f"override '{text}': set one key at a time (a.b=1 a.c=2), not a mapping")
-    return key, _yaml_numbers(value)
+    return key, yaml_numbers(value)
 
 
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
-def _yaml_numbers(value: Any) -> Any:
+def yaml_numbers(value: Any) -> Any:
     """YAML 1.1 reads `2e-4` as a string (it wants `2.0e-4`); researchers write the former: read it as a float."""
     if isinstance(value, str) and _FLOAT.fullmatch(value):
         return float(value)
     if isinstance(value, list):
-        return [_yaml_numbers(v) for v in value]
+        return [yaml_numbers(v) for v in value]
     return value
 
 

@@ -247,7 +247,7 @@ def config_keys(cfg: Config | dict) -> list[str]:
 
 
 def _has_key(cfg: Config, key: str) -> bool:
-    node: Any = cfg
+    node: Any = cfg.to_dict()  # Config is not a dict subclass; walk its plain-dict form
     for part in key.split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,10 @@ from swinctl import recipes
 from swinctl.jobs import JobSpec, Resources
 from swinctl.ledger import Ledger, RunRecord
 from swinctl.recipes import Recipe, RecipeError
+
+# torch >= 2.6 loads checkpoints weights-only by default; mmengine 0.10.7's checkpoints pickle its HistoryBuffer,
+# so resuming and testing need the full loader (the checkpoints are the job's own).
+JOB_ENV = {"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
 
 DATA_CHECKS = {
     "coco": ("annotations/instances_train2017.json", "COCO"),
@@ -30,9 +35,19 @@ def runs_root(explicit: Path | str | None = None) -> Path:
     return Path(explicit or os.environ.get("SWINCTL_RUNS") or "runs").expanduser().absolute()
 
 
+def slurm_reachable() -> bool:
+    """sbatch is installed and a controller answers (an installed client with no cluster is not SLURM)."""
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def resolve_executor(requested: str) -> Literal["local", "slurm"]:
     if requested == "auto":
-        return "slurm" if shutil.which("sbatch") else "local"
+        return "slurm" if slurm_reachable() else "local"
     if requested not in ("local", "slurm"):
         raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
     if requested == "slurm" and not shutil.which("sbatch"):
@@ -154,7 +169,7 @@ def prepare(
         run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=base, run_dir=run_dir,
         config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=chosen,
         checkpoint=Path(checkpoint).absolute() if checkpoint else None,
-        env={"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"},
+        env=JOB_ENV,
     )
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg), spec=spec, sweep=sweep)

@@ -66,7 +66,7 @@ class SweepError(RecipeError):
 
 def coerce(value: Any) -> Any:
     """YAML 1.1 reads `1e-4` as a string; a sweep, like `--set`, means the number."""
-    return recipes._yaml_numbers(value)
+    return recipes.yaml_numbers(value)
 
 
 def format_value(value: Any) -> str:

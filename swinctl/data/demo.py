@@ -19,10 +19,20 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
-# COCO ids and names (a subset of the 80 classes, so mmdet's CocoDataset maps them without a custom metainfo).
-COCO_CATEGORIES = [(1, "person"), (3, "car"), (18, "dog")]
+# The 80 COCO categories with their official (non-contiguous) ids, all declared as in the real annotation files so
+# that mmdet's 80-class heads and CocoMetric's label -> category id map line up; objects use the first three.
+_COCO_NAMES = (
+    "person bicycle car motorcycle airplane bus train truck boat traffic_light fire_hydrant stop_sign parking_meter "
+    "bench bird cat dog horse sheep cow elephant bear zebra giraffe backpack umbrella handbag tie suitcase frisbee "
+    "skis snowboard sports_ball kite baseball_bat baseball_glove skateboard surfboard tennis_racket bottle wine_glass "
+    "cup fork knife spoon bowl banana apple sandwich orange broccoli carrot hot_dog pizza donut cake chair couch "
+    "potted_plant bed dining_table toilet tv laptop mouse remote keyboard cell_phone microwave oven toaster sink "
+    "refrigerator book clock vase scissors teddy_bear hair_drier toothbrush").split()
+_COCO_IDS = [i for i in range(1, 91) if i not in (12, 26, 29, 30, 45, 66, 68, 69, 71, 83)]
+ALL_COCO_CATEGORIES = [(cid, name.replace("_", " ")) for cid, name in zip(_COCO_IDS, _COCO_NAMES, strict=True)]
+COCO_CATEGORIES = [ALL_COCO_CATEGORIES[i] for i in (0, 2, 16)]  # person, car, dog
 # ADE20K label values (1-based; 0 is "other" and ignored by reduce_zero_label): wall, floor, tree, sky... we use 4.
 ADE_LABELS = [1, 4, 5, 3]
 _CLASS_COLOURS = [(220, 40, 40), (40, 180, 60), (40, 80, 230), (230, 200, 40)]
@@ -81,7 +91,7 @@ def _coco_split(rng: np.random.Generator, spec: DemoSpec, image_dir: Path, first
         name = f"{image_id:012d}.jpg"
         image.save(image_dir / name, quality=95)
         images.append(dict(id=image_id, file_name=name, width=width, height=height))
-    categories = [dict(id=cid, name=name, supercategory="demo") for cid, name in COCO_CATEGORIES]
+    categories = [dict(id=cid, name=name, supercategory="demo") for cid, name in ALL_COCO_CATEGORIES]
     return dict(info=dict(description="swinctl demo COCO-format set", version=str(FORMAT_VERSION)),
                 images=images, annotations=annotations, categories=categories, licenses=[])
 
