@@ -10,7 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -57,9 +57,9 @@ class _Guard:
         return False
 
 
-RunsRoot = Annotated[Optional[Path], typer.Option("--runs-root", help="Where runs and the ledger live "
+RunsRoot = Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live "
                                                   "[default: $SWINCTL_RUNS or ./runs].", show_default=False)]
-SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe field or a config key: "
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe field or a config key: "
                                                      "dotted.key=value (YAML value); repeatable.")]
 Executor = Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is found).")]
 Wandb = Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, disabled.")]
@@ -84,11 +84,11 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = False,
     runs_root: RunsRoot = None,
     wandb: Wandb = "auto",
-    gpus: Annotated[Optional[int], typer.Option(help="GPUs in total.")] = None,
-    gpus_per_node: Annotated[Optional[int], typer.Option(help="GPUs per node.")] = None,
-    nodes: Annotated[Optional[int], typer.Option(help="Nodes.")] = None,
-    partition: Annotated[Optional[str], typer.Option(help="SLURM partition.")] = None,
-    time_limit: Annotated[Optional[str], typer.Option("--time", help="Time limit (SLURM format).")] = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs in total.")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node.")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Nodes.")] = None,
+    partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
+    time_limit: Annotated[str | None, typer.Option("--time", help="Time limit (SLURM format).")] = None,
 ) -> None:
     """Train RECIPE: render its config, record the run, submit it (locally or to SLURM)."""
     overrides = list(set_ or []) + _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit)
@@ -142,7 +142,14 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
 
 
 def _follow(run_id: str, root: Path, job) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     from swinctl import results, status
     from swinctl.ledger import Ledger
@@ -213,7 +220,7 @@ def show(
 @data_app.command("demo")
 def data_demo(
     kind: Annotated[str, typer.Argument(help="coco, ade20k, or all.")] = "all",
-    root: Annotated[Optional[Path], typer.Option(help="Where to put it [default: $SWINCTL_DATA or "
+    root: Annotated[Path | None, typer.Option(help="Where to put it [default: $SWINCTL_DATA or "
                                                  "~/.cache/swinctl/data].", show_default=False)] = None,
 ) -> None:
     """Generate (once; cached) the small demo datasets smoke runs use."""
@@ -235,7 +242,7 @@ def doctor() -> None:
 
 @app.command()
 def status(
-    run_: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN|SWEEP]...", help="Run ids (or prefixes) or "
+    run_: Annotated[list[str] | None, typer.Argument(metavar="[RUN|SWEEP]...", help="Run ids (or prefixes) or "
                                                         "sweep names [default: active and recent runs].")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -250,9 +257,17 @@ def status(
         from swinctl.runs import runs_root as root_of
 
         ledger = Ledger(root_of(runs_root))
+        selectors = list(run_ or [])
+        if len(selectors) == 1:
+            from swinctl import sweep as sw
+
+            if sw.get_sweep(ledger, selectors[0]) is not None:
+                sw.recover(ledger.runs_root)  # adopt jobs an interrupted `swinctl sweep` left unrecorded
+                _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch)
+                return
 
         def snapshot():
-            return st.collect(ledger, list(run_ or []), everything=all_)
+            return st.collect(ledger, selectors, everything=all_)
 
         if as_json:
             print(json.dumps([row.to_json() for row in snapshot()], indent=2))
@@ -269,6 +284,26 @@ def status(
                 if not any(row.record.is_active for row in rows):
                     break
                 time.sleep(2.0)
+
+
+def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool) -> None:
+    from swinctl import sweep as sw
+
+    if as_json:
+        print(json.dumps([row.to_json() for row in sw.sweep_rows(ledger, name)], indent=2))
+        return
+    if not watch:
+        console.print(sw.sweep_table(sw.sweep_rows(ledger, name), title=name))
+        return
+    from rich.live import Live
+
+    with Live(sw.sweep_table(sw.sweep_rows(ledger, name), title=name), console=console) as live:
+        while True:
+            rows = sw.sweep_rows(ledger, name)
+            live.update(sw.sweep_table(rows, title=name))
+            if not sw.active(rows):
+                break
+            time.sleep(2.0)
 
 
 @app.command()
@@ -314,20 +349,20 @@ def cancel(
 
 @app.command()
 def report(
-    selectors: Annotated[Optional[list[str]], typer.Argument(metavar="[RUN|SWEEP|RECIPE]...", help="What to report "
+    selectors: Annotated[list[str] | None, typer.Argument(metavar="[RUN|SWEEP|RECIPE]...", help="What to report "
                                                              "[default: every run].")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or html.")] = "table",
-    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Write to this file instead of the terminal "
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of the terminal "
                                                 "(html: one self-contained file with plots).")] = None,
-    metric: Annotated[Optional[list[str]], typer.Option("--metric", "-m", help="Metric(s) to report "
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric(s) to report "
                                                         "[default: the recipe's].")] = None,
     best: Annotated[bool, typer.Option("--best", help="Each run's best validation instead of its last.")] = False,
     last: Annotated[bool, typer.Option("--last", help="Each run's last validation (the default).")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show only the overrides that vary.")] = False,
-    import_dirs: Annotated[Optional[list[Path]], typer.Option("--import", help="Also read work dirs swinctl did not "
+    import_dirs: Annotated[list[Path] | None, typer.Option("--import", help="Also read work dirs swinctl did not "
                                                               "create (MMEngine or MMCV 1.x logs).")] = None,
-    source: Annotated[str, typer.Option("--source", help="local (run logs) or wandb (a W&B project's runs).")] = "local",
-    plots: Annotated[Optional[Path], typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
+    source: Annotated[str, typer.Option("--source", help="local logs, or wandb (a W&B project).")] = "local",
+    plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
     runs_root: RunsRoot = None,
 ) -> None:
     """Compare runs against the published numbers: metrics, deltas, verdicts, seeds, GPU-hours, plots."""

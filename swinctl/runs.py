@@ -51,7 +51,7 @@ def resolve_executor(requested: str) -> Literal["local", "slurm"]:
     if requested not in ("local", "slurm"):
         raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
     if requested == "slurm" and not shutil.which("sbatch"):
-        raise RecipeError("--executor slurm: `sbatch` is not on PATH; run on a SLURM login node, or use --executor local")
+        raise RecipeError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or --executor local")
     return requested  # type: ignore[return-value]
 
 
@@ -101,6 +101,17 @@ def check_data(recipe: Recipe) -> None:
 def new_run_id(recipe: Recipe, smoke: bool) -> str:
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return f"{recipe.name}{'-smoke' if smoke else ''}-{stamp}-{secrets.token_hex(2)}"
+
+
+def job_spec(recipe: Recipe, run_id: str, root: Path, resources: Resources, executor: str, *,
+             kind: Literal["train", "test"] = "train", checkpoint: Path | None = None) -> JobSpec:
+    """Where a run lives under `root` and what its job asks for (run, test and sweep all build specs here)."""
+    run_dir = root / run_id
+    return JobSpec(
+        run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=root, run_dir=run_dir,
+        config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=executor,
+        checkpoint=Path(checkpoint).absolute() if checkpoint else None, env=dict(JOB_ENV),
+    )
 
 
 @dataclass(frozen=True)
@@ -165,12 +176,7 @@ def prepare(
     ctx = render.RunContext(run_id=run_id, run_dir=run_dir, group=sweep or recipe.name,
                             tags=("smoke",) if smoke else (), wandb=wandb)  # type: ignore[arg-type]
     cfg = render.render(recipe, ctx, config_overrides)
-    spec = JobSpec(
-        run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=base, run_dir=run_dir,
-        config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=chosen,
-        checkpoint=Path(checkpoint).absolute() if checkpoint else None,
-        env=JOB_ENV,
-    )
+    spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg), spec=spec, sweep=sweep)
 

@@ -792,14 +792,9 @@ class _Variant:
                                 signature=render.signature(cfg), spec=self.spec(run_id), sweep=self.name)
 
     def spec(self, run_id: str):
-        """The job spec `runs.prepare` builds for a train run (tests/test_sweep.py pins the two together)."""
-        from swinctl.jobs import JobSpec
+        from swinctl import runs
 
-        run_dir = self.root / run_id
-        return JobSpec(run_id=run_id, kind="train", codebase=self.recipe.codebase, runs_root=self.root,
-                       run_dir=run_dir, config=run_dir / "config.py", work_dir=run_dir / "work_dir",
-                       resources=self.resources, executor=self.executor, checkpoint=None,
-                       env={"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"})
+        return runs.job_spec(self.recipe, run_id, self.root, self.resources, self.executor)
 
 
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
