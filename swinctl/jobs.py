@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import os
 import re
+import signal
 import subprocess
 import sys
 import threading
@@ -115,7 +116,6 @@ def _has_checkpoint(work_dir: Path) -> bool:
 def _die_with_parent() -> None:
     """Runs in the training child before exec: if the job task dies (SIGKILL, node loss), so does training."""
     import ctypes
-    import signal
 
     ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
@@ -160,6 +160,13 @@ class CodebaseJob(submitit.helpers.Checkpointable):
         reader.start()
         code = proc.wait()
         reader.join(timeout=5)
+        if code == -signal.SIGTERM and spec.executor == "slurm":
+            # SLURM preempts or requeues with SIGTERM (submitit's checkpoint() only sees USR2): the job comes back
+            # under the same id and resumes from the last checkpoint, so this is a requeue, not a failure.
+            if rank == 0:
+                record = ledger.get(spec.run_id)
+                ledger.update(spec.run_id, event="requeue", state="REQUEUED", requeues=record.requeues + 1)
+            raise RuntimeError("training was stopped by SIGTERM (preemption or requeue)")
         if rank != 0:
             if code:
                 raise RuntimeError(f"task {rank}: {spec.kind} script exited with code {code}")

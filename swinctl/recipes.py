@@ -99,6 +99,8 @@ class Schedule(_Strict):
             raise ValueError("an iteration-based schedule needs max_iters")
         if self.policy == "step" and not self.milestones:
             raise ValueError("policy 'step' needs milestones")
+        if not self.by_epoch and self.warmup_iters >= self.max_iters:
+            raise ValueError(f"warmup_iters ({self.warmup_iters}) must be below max_iters ({self.max_iters})")
         return self
 
     @property
