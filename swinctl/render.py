@@ -146,6 +146,8 @@ def model_config(recipe: Recipe) -> dict:
         model.update(decode_head=decode, auxiliary_head=auxiliary)
         if recipe.data.crop_size:
             model["data_preprocessor"] = dict(size=tuple(recipe.data.crop_size))
+            # the base config's top-level variable too, so configs that reuse it see the same size
+            return dict(model=model, data_preprocessor=dict(size=tuple(recipe.data.crop_size)))
     return dict(model=model)
 
 

@@ -40,6 +40,11 @@ ALLOWED = {
     "log_processor.by_epoch": "ours states the loop's unit explicitly",
     "auto_scale_lr*": "ours states mmdet's default (disabled, base 16) for both codebases",
     "train_cfg._delete_": "merge marker",
+    "max_epochs": "a local variable of the published file; its value is in train_cfg and param_scheduler",
+    "pretrained": "a local variable of the published file; its value is in model.backbone.init_cfg",
+    "checkpoint_file": "a local variable of the published file; its value is in model.backbone.init_cfg",
+    "*._scope_": "package-scoped bases (mmdet::, mmseg::) tag their dicts with the registry scope the "
+                 "published config gets from default_scope",
 }
 # The FP16 recipe reproduces the 1x config with mixed precision.
 ALLOWED_FP16 = {
