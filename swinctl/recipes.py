@@ -309,18 +309,24 @@ def yaml_numbers(value: Any) -> Any:
     return value
 
 
-def recipe_keys(recipe: Recipe) -> list[str]:
-    """Every dotted key of a recipe (leaves and sub-sections), for matching and suggestions."""
+def dotted_keys(node: Any, prefix: str = "", *, lists: bool = False) -> list[str]:
+    """Every dotted key of a nested mapping (leaves and sub-sections; list items by index with `lists`)."""
     keys: list[str] = []
-
-    def walk(value: Any, prefix: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                keys.append(f"{prefix}{k}")
-                walk(v, f"{prefix}{k}.")
-
-    walk(recipe.model_dump(), "")
+    if isinstance(node, dict):
+        items = node.items()
+    elif lists and isinstance(node, (list, tuple)):
+        items = enumerate(node)
+    else:
+        return keys
+    for k, v in items:
+        keys.append(f"{prefix}{k}")
+        keys.extend(dotted_keys(v, f"{prefix}{k}.", lists=lists))
     return keys
+
+
+def recipe_keys(recipe: Recipe) -> list[str]:
+    """Every dotted key of a recipe, for matching and suggestions."""
+    return dotted_keys(recipe.model_dump())
 
 
 def _is_recipe_key(recipe: Recipe, key: str) -> bool:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from mmengine.config import Config
 
-from swinctl.recipes import Recipe, RecipeError, unknown_key_error
+from swinctl.recipes import Recipe, RecipeError, dotted_keys, unknown_key_error
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
 
@@ -232,20 +232,7 @@ def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: lis
 
 
 def config_keys(cfg: Config | dict) -> list[str]:
-    keys: list[str] = []
-
-    def walk(node: Any, prefix: str) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                keys.append(f"{prefix}{k}")
-                walk(v, f"{prefix}{k}.")
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                keys.append(f"{prefix}{i}")
-                walk(v, f"{prefix}{i}.")
-
-    walk(cfg.to_dict() if isinstance(cfg, Config) else cfg, "")
-    return keys
+    return dotted_keys(cfg.to_dict() if isinstance(cfg, Config) else cfg, lists=True)
 
 
 def _has_key(cfg: Config, key: str) -> bool:
