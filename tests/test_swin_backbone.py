@@ -90,7 +90,7 @@ def test_mmdet_config_kwargs_are_accepted():
                         use_abs_pos_embed=False, act_cfg=dict(type='GELU'),
                         norm_cfg=dict(type='LN', requires_grad=True))
     for kwargs in (mmdet_kwargs, mmseg_kwargs):
-        assert isinstance(MODELS.build(dict(type='SwinTransformer', **kwargs)), SwinTransformer)
+        assert isinstance(MODELS.build(dict(type='swinctl.SwinTransformer', **kwargs)), SwinTransformer)
     with pytest.raises(ValueError, match='act_cfg'):
         SwinTransformer(act_cfg=dict(type='ReLU'))
 
