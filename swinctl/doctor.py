@@ -71,7 +71,9 @@ def _slurm() -> Check:
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Check("SLURM", False, f"sinfo failed: {exc}")
     if done.returncode:
-        return Check("SLURM", False, f"sinfo failed: {done.stderr.strip()}")
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return Check("SLURM", False, f"sbatch is installed but no controller answers ({last}); "
+                     "--executor auto runs locally")
     return Check("SLURM", True, "reachable: " + "; ".join(done.stdout.split("\n")[:4]).strip())
 
 
