@@ -567,19 +567,47 @@ def row_from_wandb(run, expectations: _Expectations, metrics: list[str] | None, 
 
 def wandb_runs(path: str, *, timeout: int = 20) -> list:
     """The runs of W&B project `path` ("entity/project" or "project"); a ReportError says why it cannot."""
+    import os
+
     try:
         import wandb
     except ImportError as exc:
         raise ReportError(f"--source wandb needs the wandb package: {exc}") from None
+
+    def failure(reason: str) -> ReportError:
+        return ReportError(
+            f"cannot read the W&B project '{path}': {reason}. Log in with `wandb login` (or set WANDB_API_KEY), "
+            "check the project path (entity/project) and the network, or report from the local logs "
+            "(--source local)")
+
+    # wandb's service process retries an unreachable server with back-off and the interpreter waits for it at
+    # exit, so a server that cannot be reached is found first with one plain connection, and retries are capped.
+    from wandb.sdk import wandb_setup  # its settings know the base URL from the environment and settings files
+
+    unreachable = _unreachable(wandb_setup.singleton().settings.base_url, timeout)
+    if unreachable:
+        raise failure(unreachable)
+    os.environ.setdefault("WANDB__GRAPHQL_RETRY_MAX", "2")
     try:
         api = wandb.Api(timeout=timeout)
         return list(api.runs(path))
     except Exception as exc:  # wandb raises UsageError, CommError, requests' errors, ValueError...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ReportError(
-            f"cannot read the W&B project '{path}': {reason}. Log in with `wandb login` (or set WANDB_API_KEY), "
-            "check the project path (entity/project) and the network, or report from the local logs "
-            "(--source local)") from None
+        raise failure(reason) from None
+
+
+def _unreachable(base_url: str, timeout: float) -> str | None:
+    """Why no TCP connection to `base_url`'s host can be opened within `timeout` seconds; None when it can."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url if "://" in base_url else f"https://{base_url}")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        return f"cannot reach {base_url} ({exc.strerror or exc})"
+    return None
 
 
 def _wandb_path(selectors: list[str]) -> tuple[str, list[str]]:

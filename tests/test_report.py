@@ -6,6 +6,7 @@ import io
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -370,12 +371,14 @@ def test_wandb_run_to_row():
 
 
 def test_wandb_without_api_key(runs, monkeypatch, tmp_path):
+    server = socket.create_server(("127.0.0.1", 0))  # a reachable "server": the key is what is missing
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{server.getsockname()[1]}")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb"))
     expected = r"cannot read the W&B project 'me/swinctl': No API key configured.*`wandb login`"
-    with pytest.raises(report.ReportError, match=expected):
+    with server, pytest.raises(report.ReportError, match=expected):
         report.build_report(runs.root, ["wandb:me/swinctl"], source="wandb")
 
 
