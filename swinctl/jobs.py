@@ -40,6 +40,7 @@ class Resources:
     gpus: int = 0
     gpus_per_node: int = 0
     nodes: int = 1
+    cpu_tasks_per_node: int = 1  # CPU-only jobs: processes per node, joined in a gloo process group
     cpus_per_task: int = 2
     mem_gb: int | None = None
     timeout_min: int = 60
@@ -55,8 +56,22 @@ class Resources:
 
     @property
     def tasks_per_node(self) -> int:
-        """One task per GPU; a CPU job is one task."""
-        return max(self.gpus_per_node, 1) if self.gpus else 1
+        """One task per GPU; a CPU job runs `cpu_tasks_per_node` tasks."""
+        return max(self.gpus_per_node, 1) if self.gpus else self.cpu_tasks_per_node
+
+    @property
+    def world_size(self) -> int:
+        return self.tasks_per_node * self.nodes
+
+    @property
+    def signal_delay_s(self) -> int:
+        """How long before the time limit SLURM sends the checkpoint signal (USR2).
+
+        Two minutes leaves time to stop cleanly. slurmctld acts on limits every 30 s and sends the signal up to one
+        period early (measured here: `--time=1 --signal=USR2@30` signals at the first check, 10-20 s into the job),
+        so a short limit gets a sixth of itself, at least 10 s: the job still runs most of its time each round.
+        """
+        return min(120, max(10, self.timeout_min * 10))
 
 
 @dataclass(frozen=True)
@@ -78,20 +93,30 @@ class JobSpec:
         return self.run_dir / "submitit"
 
     def launcher(self) -> str:
-        if self.resources.gpus == 0 and self.resources.tasks_per_node * self.resources.nodes == 1:
+        if self.resources.world_size == 1:
             return "none"
         # Several tasks: MMEngine reads SLURM_PROCID/NTASKS/NODELIST on SLURM, and the env that
-        # submitit's TorchDistributedEnvironment exports when run locally.
+        # submitit's TorchDistributedEnvironment exports when run locally or on CPUs.
         return "slurm" if self.executor == "slurm" and self.resources.gpus else "pytorch"
+
+    @property
+    def cpu_distributed(self) -> bool:
+        return self.resources.gpus == 0 and self.resources.world_size > 1
 
     def command(self, resume: bool = False) -> list[str]:
         script = codebase_script(self.codebase, self.kind)
-        args = [sys.executable, str(script), str(self.config)]
+        # MMEngine's process-group set-up is CUDA-only; CPU tasks start through swinctl.cpu_dist, which joins a gloo
+        # group first and then runs the same script.
+        args = [sys.executable, *(["-m", "swinctl.cpu_dist"] if self.cpu_distributed else []), str(script),
+                str(self.config)]
         if self.kind == "test":
             args.append(str(self.checkpoint))
         args += ["--work-dir", str(self.work_dir), "--launcher", self.launcher()]
         if resume and self.kind == "train":
             args.append("--resume")  # mmdet/mmseg: resume from the latest checkpoint in the work dir
+        if self.cpu_distributed:
+            args += ["--cfg-options", "model_wrapper_cfg.type=swinctl.CPUDistributedDataParallel",
+                     "env_cfg.dist_cfg.backend=gloo"]
         return args
 
 
@@ -219,7 +244,7 @@ def make_executor(spec: JobSpec) -> submitit.Executor:
         nodes=r.nodes,
         ntasks_per_node=r.tasks_per_node,
         cpus_per_task=r.cpus_per_task,
-        signal_delay_s=120,
+        signal_delay_s=r.signal_delay_s,
         setup=list(r.setup),
     )
     if r.gpus:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
@@ -133,9 +133,11 @@ class Resources(_Strict):
     gpus: int = Field(8, ge=0)
     gpus_per_node: int = Field(8, ge=0)
     nodes: PositiveInt = 1
+    tasks_per_node: PositiveInt | None = None  # default: one per GPU; without GPUs, CPU processes (gloo)
     cpus_per_task: PositiveInt = 5
     mem_gb: PositiveInt | None = None
-    time_limit: str = "1-00:00:00"  # SLURM's D-HH:MM:SS / HH:MM:SS / minutes
+    # SLURM's D-HH:MM:SS / HH:MM:SS / minutes (a bare number, as YAML reads `time_limit: 90`, is minutes)
+    time_limit: Annotated[str, BeforeValidator(lambda v: str(v) if isinstance(v, int) and v > 0 else v)] = "1-00:00:00"
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
@@ -222,7 +224,7 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise RecipeError(f"{path}: not valid YAML: {exc}") from None
     except OSError as exc:
@@ -289,24 +291,35 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise RecipeError(f"override '{text}' is not of the form dotted.key=value (e.g. optimizer.lr=2e-4)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         raise RecipeError(f"override '{text}': the value is not a YAML scalar or list") from None
     if isinstance(value, dict):
         raise RecipeError(f"override '{text}': set one key at a time (a.b=1 a.c=2), not a mapping")
-    return key, yaml_numbers(value)
+    return key, value
 
 
-_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+class YamlLoader(yaml.SafeLoader):
+    """Safe YAML as researchers write it: `2e-4` is a float (YAML 1.1 wants `2.0e-4` and reads a string) and
+    `12:00:00` stays a string (YAML 1.1 reads base-60 numbers: 43200, a very different time limit)."""
 
 
-def yaml_numbers(value: Any) -> Any:
-    """YAML 1.1 reads `2e-4` as a string (it wants `2.0e-4`); researchers write the former: read it as a float."""
-    if isinstance(value, str) and _FLOAT.fullmatch(value):
-        return float(value)
-    if isinstance(value, list):
-        return [yaml_numbers(v) for v in value]
-    return value
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
+YamlLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+YamlLoader.add_implicit_resolver(  # checked before the float pattern, which also matches plain integers
+    _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+YamlLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
+                       r"|\.(?:nan|NaN|NAN))$"),
+    list("-+0123456789."))
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader
 
 
 def dotted_keys(node: Any, prefix: str = "", *, lists: bool = False) -> list[str]:

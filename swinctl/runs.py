@@ -82,8 +82,12 @@ def resources_of(recipe: Recipe) -> Resources:
     if r.gpus and r.gpus_per_node and r.gpus != r.gpus_per_node * r.nodes:
         raise RecipeError(f"resources: {r.gpus} GPUs on {r.nodes} node(s) x {r.gpus_per_node} GPUs leaves GPUs idle; "
                           f"set resources.gpus_per_node={r.gpus // r.nodes} or resources.nodes to match")
+    if r.gpus and r.tasks_per_node and r.tasks_per_node != r.gpus_per_node:
+        raise RecipeError(f"resources: tasks_per_node={r.tasks_per_node} with {r.gpus_per_node} GPUs per node; "
+                          "GPU jobs run one task per GPU: drop resources.tasks_per_node")
     return Resources(
-        gpus=r.gpus, gpus_per_node=r.gpus_per_node if r.gpus else 0, nodes=r.nodes, cpus_per_task=r.cpus_per_task,
+        gpus=r.gpus, gpus_per_node=r.gpus_per_node if r.gpus else 0, nodes=r.nodes,
+        cpu_tasks_per_node=1 if r.gpus else (r.tasks_per_node or 1), cpus_per_task=r.cpus_per_task,
         mem_gb=r.mem_gb, timeout_min=parse_time_limit(r.time_limit), partition=r.partition, account=r.account,
         qos=r.qos, constraint=r.constraint, exclude=r.exclude, exclusive=r.exclusive, sbatch_args=dict(r.sbatch_args),
         setup=tuple(r.setup), max_requeues=r.max_requeues,

@@ -64,11 +64,6 @@ class SweepError(RecipeError):
 # ---------------------------------------------------------------------------------------------- values
 
 
-def coerce(value: Any) -> Any:
-    """YAML 1.1 reads `1e-4` as a string; a sweep, like `--set`, means the number."""
-    return recipes.yaml_numbers(value)
-
-
 def format_value(value: Any) -> str:
     """A value as `--set` reads it back (floats keep a dot or exponent YAML recognises: 1.0e-05)."""
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
@@ -77,12 +72,12 @@ def format_value(value: Any) -> str:
 
 def _flow_list(text: str, what: str) -> list:
     try:
-        values = yaml.safe_load(f"[{text}]")
+        values = recipes.load_yaml(f"[{text}]")
     except yaml.YAMLError:
         raise SweepError(f"{what}: cannot read '{text}' as comma-separated values (YAML flow list)") from None
     if any(isinstance(v, dict) for v in values):
         raise SweepError(f"{what}: values are scalars or [lists], not mappings")
-    return [coerce(v) for v in values]
+    return values
 
 
 def _key_and_text(item: str, option: str) -> tuple[str, str]:
@@ -338,7 +333,7 @@ def is_sweep_file(ref: str) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = yaml.safe_load(path.read_text())
+        data = recipes.load_yaml(path.read_text())
     except (yaml.YAMLError, OSError):
         return False
     return isinstance(data, dict) and "recipe" in data and "codebase" not in data
@@ -346,7 +341,7 @@ def is_sweep_file(ref: str) -> bool:
 
 def _read_sweep_file(path: Path) -> SweepFile:
     try:
-        data = yaml.safe_load(path.read_text())
+        data = recipes.load_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise SweepError(f"{path}: not valid YAML: {exc}") from None
     try:
@@ -390,9 +385,9 @@ def load_space(
         file_sets = ([f"{k}={format_value(v)}" for k, v in spec.set.items()] if isinstance(spec.set, dict)
                      else list(spec.set))
         for key, values in spec.grid.items():
-            sections["grid"][key] = [coerce(v) for v in values]
+            sections["grid"][key] = list(values)
         for key, values in spec.zip.items():
-            sections["zip"][key] = [coerce(v) for v in values]
+            sections["zip"][key] = list(values)
         if spec.random is not None:
             if random_n is not None:
                 raise SweepError(f"{path} has a random section; drop --random or the section")

@@ -49,6 +49,28 @@ def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 
 
+def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root):
+    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "slurm", "--gpus", "16", "--nodes", "2",
+                 "--partition", "gpu", "--time", "2:00:00", "--dry-run")
+    assert result.exit_code == 0, result.output
+    for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
+                 "#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --signal=USR2@120", "srun --unbuffered"):
+        assert line in result.output, line
+    assert "--launcher slurm" in result.output  # one task per GPU; MMEngine reads SLURM_PROCID etc.
+    assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
+
+
+def test_cpu_tasks_run_through_the_gloo_shim(cli):
+    result = cli("run", "upernet-swin-t", "--smoke", "--executor", "slurm", "--set", "resources.tasks_per_node=2",
+                 "--set", "resources.time_limit=1", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "-m swinctl.cpu_dist" in out and "--launcher pytorch" in out
+    assert "model_wrapper_cfg.type=swinctl.CPUDistributedDataParallel env_cfg.dist_cfg.backend=gloo" in out
+    # a 1-minute limit (a bare number is minutes) still gets its USR2 before slurmctld's 30-s check kills it
+    assert "#SBATCH --ntasks-per-node=2" in out and "#SBATCH --time=1 " in out and "#SBATCH --signal=USR2@10" in out
+
+
 BAD_INPUTS = [
     (["run", "no-such-recipe", "--executor", "local"], "unknown recipe 'no-such-recipe'"),
     (["run", "maskrcnn-swin-t", "--executor", "local", "--set", "optimizer.lr=fast"], "key 'optimizer.lr'"),
@@ -70,6 +92,8 @@ BAD_INPUTS = [
     (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "lr"], "not of the form dotted.key=value"),
     (["test", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--checkpoint", "/nowhere.pth"],
      "checkpoint not found"),
+    (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--gpus", "8", "--set", "resources.tasks_per_node=2"],
+     "GPU jobs run one task per GPU: drop resources.tasks_per_node"),
     (["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set", "precision.loss_scale=512",
       "--set", "precision.amp=false"], "loss_scale only applies with amp"),
 ]

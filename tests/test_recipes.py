@@ -142,6 +142,21 @@ def test_override_values_are_yaml_never_python():
     assert value == "__import__('os').system('x')"  # a plain string, never evaluated
 
 
+def test_times_stay_times_and_exponents_are_numbers(tmp_path):
+    """YAML 1.1 would read 12:00:00 as 43200 (base 60) and 1e-4 as a string; a recipe means neither."""
+    assert recipes.parse_override("resources.time_limit=12:00:00") == ("resources.time_limit", "12:00:00")
+    assert recipes.load_yaml("[1e-4, 5.e-3, .5, 90, 0x10, 1_000, v1.2]") == [1e-4, 5e-3, 0.5, 90, 16, 1000, "v1.2"]
+    recipe = recipes.load_recipe("maskrcnn-swin-t")
+    path = tmp_path / "mine.yaml"
+    data = yaml.safe_load(recipes.resolve_path("maskrcnn-swin-t").read_text())
+    path.write_text(yaml.safe_dump(data).replace("time_limit: 1-00:00:00", "time_limit: 12:00:00")
+                    .replace("lr: 0.0001", "lr: 2e-4"))
+    mine = recipes.load_recipe(str(path))
+    assert (mine.resources.time_limit, mine.optimizer.lr) == ("12:00:00", 2e-4)
+    minutes = recipes.apply_recipe_overrides(recipe, [recipes.parse_override("resources.time_limit=90")])
+    assert minutes.resources.time_limit == "90"  # a bare number is minutes, as sbatch reads it
+
+
 @pytest.mark.parametrize("text,phrase", [
     ("optimizer.lr", "not of the form dotted.key=value"),
     ("=3", "not of the form"),

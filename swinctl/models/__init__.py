@@ -6,12 +6,17 @@ are children of MMEngine's root, which resolves the ``swinctl.`` prefix to this 
 needs only torch and mmengine.
 """
 
+from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 from .swin import SwinTransformer
+from .wrappers import CPUDistributedDataParallel
 
 MODELS = Registry('model', parent=MMENGINE_MODELS, scope='swinctl', locations=['swinctl.models'])
 MODELS.register_module(module=SwinTransformer)
+MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='swinctl',
+                          locations=['swinctl.models'])
+MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
 
-__all__ = ['MODELS', 'SwinTransformer']
+__all__ = ['MODELS', 'MODEL_WRAPPERS', 'SwinTransformer', 'CPUDistributedDataParallel']
