@@ -189,8 +189,7 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             # SLURM preempts or requeues with SIGTERM (submitit's checkpoint() only sees USR2): the job comes back
             # under the same id and resumes from the last checkpoint, so this is a requeue, not a failure.
             if rank == 0:
-                record = ledger.get(spec.run_id)
-                ledger.update(spec.run_id, event="requeue", state="REQUEUED", requeues=record.requeues + 1)
+                ledger.count_requeue(spec.run_id)
             raise RuntimeError("training was stopped by SIGTERM (preemption or requeue)")
         if rank != 0:
             if code:
@@ -217,9 +216,7 @@ class CodebaseJob(submitit.helpers.Checkpointable):
 
     def checkpoint(self, resume: bool = False) -> submitit.helpers.DelayedSubmission:
         """Called by submitit on preemption/timeout: requeue, resuming from the last checkpoint."""
-        ledger = Ledger(self.spec.runs_root)
-        record = ledger.get(self.spec.run_id)
-        ledger.update(self.spec.run_id, event="requeue", state="REQUEUED", requeues=record.requeues + 1)
+        Ledger(self.spec.runs_root).count_requeue(self.spec.run_id)
         return submitit.helpers.DelayedSubmission(CodebaseJob(self.spec), resume=True)
 
 
@@ -254,9 +251,9 @@ def make_executor(spec: JobSpec) -> submitit.Executor:
     for key in ("partition", "account", "qos", "constraint", "exclude"):
         if getattr(r, key):
             params[key] = getattr(r, key)
-    additional = dict(r.sbatch_args)
+    additional: dict[str, str | bool] = dict(r.sbatch_args)
     if r.exclusive:
-        additional["exclusive"] = ""
+        additional["exclusive"] = True  # submitit writes a bare `#SBATCH --exclusive` for True
     if additional:
         params["additional_parameters"] = additional
     executor.update_parameters(**params)

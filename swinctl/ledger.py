@@ -186,6 +186,22 @@ class Ledger:
                 db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (run_id, time.time(), event, detail))
         return record
 
+    def count_requeue(self, run_id: str) -> RunRecord:
+        """The job is going back to the queue: REQUEUED, one more requeue. A cancelled run stays cancelled (scancel
+        stops a job with the same SIGTERM as a preemption, and the job may notice after `swinctl cancel` wrote)."""
+        with self.transaction() as db:
+            current = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if current is None:
+                raise KeyError(run_id)
+            record = _from_row(current)
+            if record.state == "CANCELLED":
+                return record
+            record = replace(record, state="REQUEUED", requeues=record.requeues + 1)
+            db.execute("UPDATE runs SET state = ?, requeues = ? WHERE id = ?", ("REQUEUED", record.requeues, run_id))
+            db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
+                       (run_id, time.time(), "requeue", json.dumps({"requeues": record.requeues})))
+        return record
+
     def add_event(self, run_id: str, kind: str, detail: str = "") -> None:
         with self.transaction() as db:
             db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (run_id, time.time(), kind, detail))

@@ -255,8 +255,9 @@ def apply_config_overrides(cfg: Config, items: list[tuple[str, Any]], where: str
         cfg.merge_from_dict({key: value}, allow_list_keys=True)
 
 
-def signature(cfg: Config) -> str:
-    """A stable hash of what a config computes, blind to run names and file locations."""
+def signature(cfg: Config, world_size: int = 1) -> str:
+    """A stable hash of what a config trained by `world_size` processes computes (the total batch is per-GPU
+    batch x processes), blind to run names and file locations."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
@@ -265,7 +266,10 @@ def signature(cfg: Config) -> str:
             return [strip(v) for v in node]
         return node
 
-    payload = json.dumps(strip(cfg.to_dict()), sort_keys=True, default=str)
+    computed = strip(cfg.to_dict())
+    if world_size != 1:  # single-process runs keep the hashes they had before the world size counted
+        computed["world_size"] = world_size
+    payload = json.dumps(computed, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

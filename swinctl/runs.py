@@ -182,7 +182,8 @@ def prepare(
     cfg = render.render(recipe, ctx, config_overrides)
     spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
-                       config_text=render.to_text(cfg), signature=render.signature(cfg), spec=spec, sweep=sweep)
+                       config_text=render.to_text(cfg), signature=render.signature(cfg, resources.world_size),
+                       spec=spec, sweep=sweep)
 
 
 def record_of(prepared: PreparedRun) -> RunRecord:

@@ -784,7 +784,8 @@ class _Variant:
             text = self._text(render.to_text(cfg), [], run_id, run_dir, tags)
         return runs.PreparedRun(recipe=self.recipe, run_id=run_id, smoke=self.smoke,
                                 overrides=(*self.sets, *point_overrides(values)), config_text=text,
-                                signature=render.signature(cfg), spec=self.spec(run_id), sweep=self.name)
+                                signature=render.signature(cfg, self.resources.world_size),
+                                spec=self.spec(run_id), sweep=self.name)
 
     def spec(self, run_id: str):
         from swinctl import runs

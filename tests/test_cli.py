@@ -51,10 +51,11 @@ def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
 
 def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root):
     result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "slurm", "--gpus", "16", "--nodes", "2",
-                 "--partition", "gpu", "--time", "2:00:00", "--dry-run")
+                 "--partition", "gpu", "--time", "2:00:00", "--set", "resources.exclusive=true", "--dry-run")
     assert result.exit_code == 0, result.output
     for line in ("#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=8", "#SBATCH --gpus-per-node=8",
-                 "#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --signal=USR2@120", "srun --unbuffered"):
+                 "#SBATCH --partition=gpu", "#SBATCH --time=120", "#SBATCH --signal=USR2@120", "#SBATCH --exclusive\n",
+                 "srun --unbuffered"):
         assert line in result.output, line
     assert "--launcher slurm" in result.output  # one task per GPU; MMEngine reads SLURM_PROCID etc.
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []

@@ -153,3 +153,5 @@ def test_signature_ignores_names_and_paths_but_not_hyper_parameters(tmp_path):
     c = render.signature(render.render(recipes.apply_recipe_overrides(recipe, [("optimizer.lr", 2e-4)])))
     assert a == b
     assert a != c
+    cfg = render.render(recipe)
+    assert render.signature(cfg, world_size=8) != render.signature(cfg, world_size=16)  # the total batch differs
