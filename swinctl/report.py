@@ -581,13 +581,14 @@ def wandb_runs(path: str, *, timeout: int = 20) -> list:
             "(--source local)")
 
     # wandb's service process retries an unreachable server with back-off and the interpreter waits for it at
-    # exit, so a server that cannot be reached is found first with one plain connection, and retries are capped.
+    # exit, so a server that cannot be reached is found first with one plain connection, and retries are capped
+    # (read from the environment when wandb's settings are first made, just below).
+    os.environ.setdefault("WANDB__GRAPHQL_RETRY_MAX", "2")
     from wandb.sdk import wandb_setup  # its settings know the base URL from the environment and settings files
 
     unreachable = _unreachable(wandb_setup.singleton().settings.base_url, timeout)
     if unreachable:
         raise failure(unreachable)
-    os.environ.setdefault("WANDB__GRAPHQL_RETRY_MAX", "2")
     try:
         api = wandb.Api(timeout=timeout)
         return list(api.runs(path))
