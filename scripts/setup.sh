@@ -21,7 +21,12 @@ if [ ! -x "$venv/bin/python" ]; then
   say "creating virtual environment $venv"
   "$python" -m venv "$venv"
 fi
-pip=("$venv/bin/python" -m pip --disable-pip-version-check)
+# pip, minus the warnings a find-links entry of this machine's pip configuration that does not exist repeats for every
+# package (harmless, and they drown what set-up says); the exit status is pip's.
+pip_quiet() {
+  "$venv/bin/python" -m pip --disable-pip-version-check "$@" 2> >(grep -v "^WARNING: Location '.*' is ignored" >&2)
+}
+pip=(pip_quiet)
 
 # openmim imports pkg_resources, which setuptools 81 removed; mmcv's build needs wheel, ninja builds in parallel.
 say "build tools (setuptools<81, wheel, ninja)"
