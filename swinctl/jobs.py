@@ -226,14 +226,25 @@ def _master_port(job_id: str | int) -> int:
     return 20000 + int(digits) % 20000
 
 
-def make_executor(spec: JobSpec) -> submitit.Executor:
+class _PreviewSlurmExecutor(submitit.SlurmExecutor):
+    """submitit's SLURM executor where no SLURM is installed: it writes the same sbatch script (for dry runs) and is
+    never asked to submit. submitit refuses to build its executor without `srun` on PATH."""
+
+    @classmethod
+    def affinity(cls) -> int:
+        return 1
+
+
+def make_executor(spec: JobSpec, *, preview: bool = False) -> submitit.Executor:
+    """The submitit executor for `spec`; `preview=True` for one that only writes its sbatch script (dry runs)."""
     r = spec.resources
     if spec.executor == "local":
         executor = submitit.LocalExecutor(folder=spec.submitit_dir, max_num_timeout=r.max_requeues)
         executor.update_parameters(timeout_min=r.timeout_min, gpus_per_node=r.gpus_per_node if r.gpus else 0,
                                    tasks_per_node=r.tasks_per_node, setup=list(r.setup))
         return executor
-    executor = submitit.SlurmExecutor(folder=spec.submitit_dir, max_num_timeout=r.max_requeues)
+    slurm_executor = _PreviewSlurmExecutor if preview else submitit.SlurmExecutor
+    executor = slurm_executor(folder=spec.submitit_dir, max_num_timeout=r.max_requeues)
     params: dict = dict(
         job_name=f"swinctl:{spec.run_id}",
         comment=f"swinctl run {spec.run_id}",
@@ -270,5 +281,9 @@ def submit(spec: JobSpec) -> submitit.Job:
 
 def sbatch_preview(spec: JobSpec) -> str:
     """The sbatch script submitit would write for `spec` (for --dry-run)."""
-    executor = make_executor(spec)
+    return sbatch_text(make_executor(spec, preview=True))
+
+
+def sbatch_text(executor: submitit.SlurmExecutor) -> str:
+    """The sbatch script `executor` would submit, without submitting (submitit writes it; we only read it)."""
     return executor._make_submission_file_text(executor._submitit_command_str, uid="DRY-RUN")

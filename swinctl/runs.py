@@ -50,9 +50,13 @@ def resolve_executor(requested: str) -> Literal["local", "slurm"]:
         return "slurm" if slurm_reachable() else "local"
     if requested not in ("local", "slurm"):
         raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
-    if requested == "slurm" and not shutil.which("sbatch"):
-        raise RecipeError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or --executor local")
     return requested  # type: ignore[return-value]
+
+
+def require_submitter(executor: str) -> None:
+    """SLURM submission needs sbatch; checked before anything is written. A dry run needs none: it only prints."""
+    if executor == "slurm" and not shutil.which("sbatch"):
+        raise RecipeError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or --executor local")
 
 
 def parse_time_limit(text: str) -> int:
@@ -209,6 +213,7 @@ def launch(prepared: PreparedRun):
     """Materialize and submit; a failed submission is recorded as FAILED, never left PENDING."""
     from swinctl import jobs
 
+    require_submitter(prepared.spec.executor)
     record = materialize(prepared)
     try:
         return record, jobs.submit(prepared.spec)

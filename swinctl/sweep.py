@@ -981,12 +981,12 @@ def submit(plan_: Plan, ledger) -> list[Submission]:
     return out
 
 
-def array_executor(plan_: Plan, group: list[PointPlan], job_name: str):
+def array_executor(plan_: Plan, group: list[PointPlan], job_name: str, *, preview: bool = False):
     """The SLURM executor for one group: the points' own resources, the sweep's folder, name and `%` limit."""
     from swinctl import jobs
 
     template = group[0].prepared.spec
-    executor = jobs.make_executor(replace(template, run_dir=sweep_dir(plan_.root, plan_.name)))
+    executor = jobs.make_executor(replace(template, run_dir=sweep_dir(plan_.root, plan_.name)), preview=preview)
     executor.update_parameters(job_name=job_name, comment=f"swinctl sweep {plan_.name} ({len(group)} points)",
                                array_parallelism=plan_.parallelism(len(group)))
     return executor
@@ -1072,10 +1072,12 @@ def _submit_local(plan_: Plan, ledger, group: list[PointPlan], token: str) -> Su
 
 def array_preview(plan_: Plan, group: list[PointPlan]) -> str:
     """The sbatch script the group would be submitted with (`#SBATCH --array=0-N%P`)."""
-    executor = array_executor(plan_, group, f"swinctl:sweep:{plan_.name}:DRY-RUN")
+    from swinctl import jobs
+
+    executor = array_executor(plan_, group, f"swinctl:sweep:{plan_.name}:DRY-RUN", preview=True)
     if len(group) > 1:
         executor.parameters["map_count"] = len(group)
-    return executor._make_submission_file_text(executor._submitit_command_str, uid="DRY-RUN")
+    return jobs.sbatch_text(executor)
 
 
 def run_sweep(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
@@ -1087,6 +1089,7 @@ def run_sweep(space: Space, *, executor: str = "auto", wandb: str = "auto", root
 
     # Everything that can be wrong with the input is found before the ledger is touched.
     checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays)
+    runs.require_submitter(checked.executor)
     ledger = Ledger(runs.runs_root(root))
     ensure_tables(ledger)
     with _root_lock(checked.root):

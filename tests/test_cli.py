@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -49,7 +50,13 @@ def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 
 
-def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root):
+@pytest.fixture
+def no_slurm_client(monkeypatch):
+    """A laptop: no sbatch on PATH (only this interpreter's bin)."""
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+
+
+def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root, no_slurm_client):
     result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "slurm", "--gpus", "16", "--nodes", "2",
                  "--partition", "gpu", "--time", "2:00:00", "--set", "resources.exclusive=true", "--dry-run")
     assert result.exit_code == 0, result.output
@@ -61,7 +68,7 @@ def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 
 
-def test_cpu_tasks_run_through_the_gloo_shim(cli):
+def test_cpu_tasks_run_through_the_gloo_shim(cli, no_slurm_client):
     result = cli("run", "upernet-swin-t", "--smoke", "--executor", "slurm", "--set", "resources.tasks_per_node=2",
                  "--set", "resources.time_limit=1", "--dry-run")
     assert result.exit_code == 0, result.output
@@ -107,6 +114,13 @@ def test_bad_input_is_one_clear_error_and_nothing_is_submitted(cli, runs_root, a
     assert "error:" in result.stderr and message in " ".join(result.stderr.split()), result.stderr
     assert "Traceback" not in result.output + result.stderr
     assert not (runs_root.exists() and Ledger(runs_root).list_runs())
+
+
+def test_slurm_without_sbatch_is_one_error_and_writes_nothing(cli, runs_root, no_slurm_client):
+    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "slurm")
+    assert result.exit_code == 2, result.output
+    assert "`sbatch` is not on PATH" in result.stderr and "--executor local" in result.stderr
+    assert not runs_root.exists() or not any(p for p in runs_root.iterdir() if p.name != "ledger.sqlite")
 
 
 def test_unknown_run_in_status_logs_cancel(cli, runs_root):
