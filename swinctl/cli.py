@@ -155,10 +155,12 @@ def _follow(run_id: str, root: Path, job) -> None:
     from swinctl.ledger import Ledger
 
     ledger = Ledger(root)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("iters"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[note]}"))
+    # The "submitted" line above names the run; a short label and bar keep every column readable at 80 columns.
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
+               TextColumn("iters"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+               TextColumn("{task.fields[note]}"))
     with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(run_id, total=None, note="starting")
+        task = bar.add_task(ledger.get(run_id).kind, total=None, note="starting")
         while True:
             record = status.refresh(ledger, ledger.get(run_id), job=job)
             progress = results.read_progress(record.work_dir)
