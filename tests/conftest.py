@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,9 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200", **os.environ})
 
     return invoke
+
+
+@pytest.fixture
+def no_slurm_client(monkeypatch):
+    """A laptop: no SLURM client on PATH (only this interpreter's bin)."""
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -48,12 +47,6 @@ def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
     assert ".mim/tools/train.py" in result.output and "--launcher none" in result.output
     assert not runs_root.exists() or not any(p for p in runs_root.iterdir() if p.name != "ledger.sqlite")
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
-
-
-@pytest.fixture
-def no_slurm_client(monkeypatch):
-    """A laptop: no sbatch on PATH (only this interpreter's bin)."""
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
 
 
 def test_slurm_dry_run_prints_the_sbatch_script_of_a_two_node_job(cli, runs_root, no_slurm_client):

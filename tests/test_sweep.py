@@ -7,7 +7,6 @@ import ast
 import json
 import os
 import random
-import sys
 from pathlib import Path
 
 import pytest
@@ -146,8 +145,7 @@ def test_fast_path_writes_what_the_ordinary_path_renders(tmp_path):
     assert "eta_min=2e-06" in text and "lr=0.0002" in text and "'lr=0.0002'" in text and "group='fast'" in text
 
 
-def test_dry_run_shows_points_and_the_sbatch_array_and_writes_nothing(swinctl, runs_root, monkeypatch):
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))  # a laptop: a dry run needs no SLURM
+def test_dry_run_shows_points_and_the_sbatch_array_and_writes_nothing(swinctl, runs_root, no_slurm_client):
     result = swinctl("sweep", "upernet-swin-t", *TINY, "--grid", "optim_wrapper.optimizer.lr=1e-4,2e-4", "--grid",
                      "model.backbone.drop_path_rate=0.1,0.2", "--executor", "slurm", "--max-parallel", "2",
                      "--dry-run")
@@ -170,8 +168,7 @@ def test_dry_run_locally_names_the_parallelism(swinctl, runs_root):
 # ---------------------------------------------------------------------------------------------- bad input
 
 
-def test_a_slurm_sweep_without_sbatch_is_one_error_and_records_nothing(swinctl, runs_root, monkeypatch):
-    monkeypatch.setenv("PATH", os.path.dirname(sys.executable))
+def test_a_slurm_sweep_without_sbatch_is_one_error_and_records_nothing(swinctl, runs_root, no_slurm_client):
     result = swinctl("sweep", "upernet-swin-t", *TINY, "--grid", "optimizer.lr=1e-4,2e-4", "--executor", "slurm")
     assert result.exit_code == 2, result.output
     assert "`sbatch` is not on PATH" in result.output and result.output.count("error:") == 1
