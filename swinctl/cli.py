@@ -57,8 +57,10 @@ class _Guard:
         return False
 
 
-RunsRoot = Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live "
-                                                  "[default: $SWINCTL_RUNS or ./runs].", show_default=False)]
+# Defaults that are not a value (an environment variable, "every run") are given as show_default strings: typer
+# prints them as "[default: ...]" itself, where brackets written into the help would be read as rich markup.
+RunsRoot = Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live.",
+                                                  show_default="$SWINCTL_RUNS or ./runs")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe field or a config key: "
                                                      "dotted.key=value (YAML value); repeatable.")]
 Executor = Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is found).")]
@@ -222,8 +224,8 @@ def show(
 @data_app.command("demo")
 def data_demo(
     kind: Annotated[str, typer.Argument(help="coco, ade20k, or all.")] = "all",
-    root: Annotated[Path | None, typer.Option(help="Where to put it [default: $SWINCTL_DATA or "
-                                                 "~/.cache/swinctl/data].", show_default=False)] = None,
+    root: Annotated[Path | None, typer.Option(help="Where to put it.",
+                                                 show_default="$SWINCTL_DATA or ~/.cache/swinctl/data")] = None,
 ) -> None:
     """Generate (once; cached) the small demo datasets smoke runs use."""
     with _Guard():
@@ -244,11 +246,13 @@ def doctor() -> None:
 
 @app.command()
 def status(
-    run_: Annotated[list[str] | None, typer.Argument(metavar="[RUN|SWEEP]...", help="Run ids (or prefixes) or "
-                                                        "sweep names [default: active and recent runs].")] = None,
+    run_: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN|SWEEP|RECIPE]...", help="Run ids (full, short or a prefix), sweep or recipe names.",
+        show_default="active and recent runs")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (full run ids).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until every shown run has ended.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
     runs_root: RunsRoot = None,
 ) -> None:
     """Show the state, progress, ETA and latest metrics of runs (re-attaching to their jobs)."""
@@ -265,7 +269,7 @@ def status(
 
             if sw.get_sweep(ledger, selectors[0]) is not None:
                 sw.recover(ledger.runs_root)  # adopt jobs an interrupted `swinctl sweep` left unrecorded
-                _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch)
+                _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
                 return
 
         def snapshot():
@@ -275,34 +279,40 @@ def status(
             print(json.dumps([row.to_json() for row in snapshot()], indent=2))
             return
         if not watch:
-            console.print(views.status_table(snapshot()))
+            console.print(views.status_table(snapshot(), wide=wide))
             return
         from rich.live import Live
 
-        with Live(views.status_table(snapshot()), console=console, refresh_per_second=1) as live:
+        with Live(views.status_table(snapshot(), wide=wide), console=console, refresh_per_second=1) as live:
             while True:
                 rows = snapshot()
-                live.update(views.status_table(rows))
+                live.update(views.status_table(rows, wide=wide))
                 if not any(row.record.is_active for row in rows):
                     break
                 time.sleep(2.0)
 
 
-def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool) -> None:
+def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
+    from swinctl import status as st
     from swinctl import sweep as sw
 
     if as_json:
         print(json.dumps([row.to_json() for row in sw.sweep_rows(ledger, name)], indent=2))
         return
+
+    def table(rows):
+        shorts = None if wide else st.short_ids(r.id for r in ledger.list_runs())
+        return sw.sweep_table(rows, title=name, short_ids=shorts)
+
     if not watch:
-        console.print(sw.sweep_table(sw.sweep_rows(ledger, name), title=name))
+        console.print(table(sw.sweep_rows(ledger, name)))
         return
     from rich.live import Live
 
-    with Live(sw.sweep_table(sw.sweep_rows(ledger, name), title=name), console=console) as live:
+    with Live(table(sw.sweep_rows(ledger, name)), console=console) as live:
         while True:
             rows = sw.sweep_rows(ledger, name)
-            live.update(sw.sweep_table(rows, title=name))
+            live.update(table(rows))
             if not sw.active(rows):
                 break
             time.sleep(2.0)
@@ -351,13 +361,14 @@ def cancel(
 
 @app.command()
 def report(
-    selectors: Annotated[list[str] | None, typer.Argument(metavar="[RUN|SWEEP|RECIPE]...", help="What to report "
-                                                             "[default: every run].")] = None,
+    selectors: Annotated[list[str] | None, typer.Argument(
+        metavar="[RUN|SWEEP|RECIPE]...", help="What to report: run ids (full, short or a prefix), sweep or recipe "
+        "names.", show_default="every run")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or html.")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of the terminal "
                                                 "(html: one self-contained file with plots).")] = None,
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric(s) to report "
-                                                        "[default: the recipe's].")] = None,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric(s) to report.",
+                                                        show_default="the recipe's expected metrics")] = None,
     best: Annotated[bool, typer.Option("--best", help="Each run's best validation instead of its last.")] = False,
     last: Annotated[bool, typer.Option("--last", help="Each run's last validation (the default).")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show only the overrides that vary.")] = False,
@@ -365,13 +376,24 @@ def report(
                                                               "create (MMEngine or MMCV 1.x logs).")] = None,
     source: Annotated[str, typer.Option("--source", help="local logs, or wandb (a W&B project).")] = "local",
     plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
+    schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of --format json and exit.")] = False,
     runs_root: RunsRoot = None,
 ) -> None:
-    """Compare runs against the published numbers: metrics, deltas, verdicts, seeds, GPU-hours, plots."""
+    """Compare runs against the published numbers: metrics, deltas, verdicts, seeds, cost (GPU- or CPU-hours),
+    plots."""
     with _Guard():
         if best and last:
             fail("--best and --last exclude each other")
         from swinctl import report as rp
+
+        if schema:
+            print(json.dumps(rp.json_schema(), indent=2))
+            return
+        if fmt not in rp.FORMATS:
+            fail(f"--format {fmt}: choose one of {', '.join(rp.FORMATS)}")
+        if out is not None:
+            rp.check_out(out, fmt)  # before anything is read or written
         from swinctl.runs import runs_root as root_of
 
         built = rp.build_report(root_of(runs_root), list(selectors or []), metric=metric or None,
@@ -383,9 +405,9 @@ def report(
         if out is not None:
             console.print(f"[green]wrote[/] {rp.render(built, fmt, out)}")
         elif fmt == "table":
-            console.print(*rp.rich_tables(built))
+            console.print(*rp.rich_tables(built, wide=wide))
         else:
-            print(rp.render(built, fmt))
+            print(rp.render(built, fmt), end="")
 
 
 @app.command("convert-checkpoint")
@@ -394,16 +416,25 @@ def convert_checkpoint(
     dst: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
     to: Annotated[str, typer.Option("--to", help="Target layout: swinctl (official) or mmdet (MMDet 3.x / MMSeg "
                                     "1.x).")] = "swinctl",
+    window_size: Annotated[int | None, typer.Option("--window-size", min=1, help="Resample the relative position "
+                                                    "bias tables to this window (7 -> 12 for window-12 models).",
+                                                    show_default="the checkpoint's")] = None,
+    shape: Annotated[str, typer.Option("--shape", help="keep: backbone weights stay backbone weights, a full "
+                                       "detector/segmentor stays one; model: write backbone.* keys (a full "
+                                       "model's layout) even from backbone weights; backbone: drop the rest.")]
+    = "keep",
 ) -> None:
     """Convert a Swin checkpoint between layouts (official, MMDet/MMSeg, timm, full detector/segmentor)."""
     with _Guard():
         if to not in ("swinctl", "mmdet"):
             fail(f"--to {to}: choose swinctl or mmdet")
+        if shape not in ("keep", "model", "backbone"):
+            fail(f"--shape {shape}: choose keep, model or backbone")
         if not src.is_file():
             fail(f"checkpoint not found: {src}")
         from swinctl.models.checkpoints import convert_checkpoint_file
 
-        report = convert_checkpoint_file(src, dst, to=to)
+        report = convert_checkpoint_file(src, dst, to=to, window_size=window_size, shape=shape)
         console.print(report.summary())
         console.print(f"[green]wrote[/] {dst}")
 

@@ -7,11 +7,15 @@ earlier invocations from the ledger alone.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
+import re
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -102,50 +106,167 @@ def refresh(ledger: Ledger, record: RunRecord, job=None) -> RunRecord:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a run cost: device-hours of the GPUs it held, or of its CPU cores where it used no GPU."""
+
+    unit: str  # "GPU-h" or "CPU-h"
+    hours: float  # devices x wall-clock hours
+    devices: int  # GPUs, or CPU cores (nodes x tasks per node x CPUs per task)
+    node_hours: float  # nodes x wall-clock hours
+
+
+@dataclass(frozen=True)
 class StatusRow:
     record: RunRecord
     progress: results.Progress | None
     metrics: dict[str, float]
     gpu_hours: float | None
+    cost: Cost | None = None
+    short_id: str | None = None  # the shortest unique tail of the id among the ledger's runs
 
     def to_json(self) -> dict:
         r, p = self.record, self.progress
         return {
-            "id": r.id, "recipe": r.recipe, "state": r.state, "smoke": r.smoke, "executor": r.executor,
-            "job_id": r.job_id, "sweep": r.sweep, "overrides": r.overrides, "requeues": r.requeues,
+            "id": r.id, "short_id": self.short_id or r.id, "recipe": r.recipe, "state": r.state, "smoke": r.smoke,
+            "executor": r.executor, "job_id": r.job_id, "sweep": r.sweep, "overrides": r.overrides,
+            "requeues": r.requeues,
             "progress": None if p is None else {"iter": p.iter, "total": p.total, "eta_s": p.eta_s},
-            "metrics": self.metrics, "gpu_hours": self.gpu_hours, "error": r.error,
+            "metrics": self.metrics, "gpu_hours": self.gpu_hours,
+            "cost": None if self.cost is None else dataclasses.asdict(self.cost), "error": r.error,
             "run_dir": str(r.run_dir),
         }
 
 
-def gpu_hours(record: RunRecord) -> float | None:
+def elapsed_s(record: RunRecord) -> float | None:
+    """Wall-clock seconds the run has been running (or ran); None before it started."""
+    if record.elapsed_s is not None:
+        return record.elapsed_s
     if record.started_at is None:
         return None
-    elapsed = record.elapsed_s if record.elapsed_s is not None else time.time() - record.started_at
-    return round(max(record.gpus, 0) * elapsed / 3600, 4) if record.gpus else None
+    end = record.finished_at or (time.time() if record.is_active else None)
+    return None if end is None else max(end - record.started_at, 0.0)
 
 
-def row(ledger: Ledger, record: RunRecord) -> StatusRow:
+def gpu_hours(record: RunRecord) -> float | None:
+    elapsed = elapsed_s(record)
+    return round(max(record.gpus, 0) * elapsed / 3600, 4) if record.gpus and elapsed is not None else None
+
+
+_RESOURCES = re.compile(r"^resources:[ \t]*\n(?:[ \t]+[^\n]*(?:\n|$))*", re.M)
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_resources(block: str) -> dict:
+    import yaml
+
+    try:
+        data = yaml.safe_load(block)
+    except yaml.YAMLError:
+        return {}
+    resources = data.get("resources") if isinstance(data, dict) else None
+    return resources if isinstance(resources, dict) else {}
+
+
+def resources_of(run_dir: Path) -> dict:
+    """The `resources:` of a run's resolved recipe.yaml ({} when it cannot be read); only that block is parsed."""
+    try:
+        text = (run_dir / "recipe.yaml").read_text()
+    except OSError:
+        return {}
+    match = _RESOURCES.search(text)
+    return _parse_resources(match.group(0)) if match else {}
+
+
+def _count(value: object, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
+def cost(record: RunRecord, resources: dict | None = None) -> Cost | None:
+    """GPU-hours where the run held GPUs, else CPU-hours of the cores its recipe asked for (nodes x tasks per
+    node x CPUs per task), with node-hours either way; None before it started or when a CPU run's recipe.yaml
+    is gone (its cores are not known)."""
+    elapsed = elapsed_s(record)
+    if elapsed is None:
+        return None
+    if resources is None:
+        resources = resources_of(record.run_dir)
+    nodes = _count(resources.get("nodes"), 1)
+    hours = elapsed / 3600
+    if record.gpus and record.gpus > 0:
+        return Cost("GPU-h", round(record.gpus * hours, 4), record.gpus, round(nodes * hours, 4))
+    if not resources:
+        return None
+    cores = nodes * _count(resources.get("tasks_per_node"), 1) * _count(resources.get("cpus_per_task"), 1)
+    return Cost("CPU-h", round(cores * hours, 4), cores, round(nodes * hours, 4))
+
+
+def row(ledger: Ledger, record: RunRecord, short_id: str | None = None) -> StatusRow:
     record = refresh(ledger, record)
     progress = results.read_progress(record.work_dir) if record.work_dir.exists() else None
     metrics = record.metrics
     if not metrics and record.work_dir.exists():
         metrics = results.read_work_dir(record.work_dir).last_metrics()
-    return StatusRow(record, progress, metrics, gpu_hours(record))
+    return StatusRow(record, progress, metrics, gpu_hours(record), cost(record), short_id)
+
+
+# ---------------------------------------------------------------------------------------------- selecting runs
+
+# <recipe>[-smoke]-YYYYMMDD-HHMMSS-<hex>: the random hex is a run's short id; its time (then its date) is put in
+# front only to tell apart runs whose hex is the same.
+_ID_TAIL = re.compile(r"-(\d{8})-(\d{6})-([0-9a-f]{4,})$")
+_SHORT_ID = re.compile(r"(?:(?:\d{8}-)?\d{6}-)?[0-9a-f]{4,}")
+
+
+def _tails(run_id: str) -> list[str]:
+    found = _ID_TAIL.search(run_id)
+    if not found:
+        return []
+    date, clock, hexa = found.groups()
+    return [hexa, f"{clock}-{hexa}", f"{date}-{clock}-{hexa}"]
+
+
+def short_ids(ids: Iterable[str]) -> dict[str, str]:
+    """Each run id's shortest unique tail among `ids`, as git abbreviates hashes: the id's random hex, with its
+    time (and then its date) in front only where another run has the same; the full id where nothing shorter is
+    unique or the id has no such tail (imported and W&B runs). Every selector accepts them."""
+    tails = {run_id: _tails(run_id) for run_id in dict.fromkeys(ids)}
+    counts = [Counter(t[level] for t in tails.values() if t) for level in range(3)]
+    return {run_id: next((tail[level] for level in range(len(tail)) if counts[level][tail[level]] == 1), run_id)
+            for run_id, tail in tails.items()}
+
+
+def match(records: Sequence[RunRecord], selectors: Sequence[str]) -> tuple[list[RunRecord], list[str]]:
+    """The runs `selectors` name, in the order of `records`, and the selectors that name none.
+
+    Each selector is tried as, in turn: a run id, a sweep name, a recipe name, a short id (:func:`short_ids`),
+    a prefix of run ids; the first that names any run wins. `status` and `report` both select with this.
+    """
+    by_id = {r.id: r for r in records}
+    chosen: set[str] = set()
+    unmatched = []
+    for sel in selectors:
+        if sel in by_id:
+            hits = [by_id[sel]]
+        else:
+            hits = ([r for r in records if r.sweep == sel] or [r for r in records if r.recipe == sel]
+                    or ([r for r in records if sel in _tails(r.id)] if _SHORT_ID.fullmatch(sel) else [])
+                    or ([r for r in records if r.id.startswith(sel)] if sel else []))
+        if not hits:
+            unmatched.append(sel)
+        chosen.update(r.id for r in hits)
+    return [r for r in records if r.id in chosen], unmatched
 
 
 def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[RunRecord]:
-    """Runs named by id/prefix, sweep or recipe; by default the active ones and the ten most recent."""
-    if selectors:
-        chosen: dict[str, RunRecord] = {}
-        for sel in selectors:
-            found = ledger.list_runs(sweep=sel) or ledger.list_runs(recipe=sel) or ledger.find(sel)
-            if not found:
-                raise KeyError(f"no run, sweep or recipe named '{sel}' in {ledger.path}")
-            chosen.update((r.id, r) for r in found)
-        return sorted(chosen.values(), key=lambda r: r.created_at)
+    """Runs named by id, sweep, recipe, short id or id prefix (:func:`match`); by default the active ones and the
+    ten most recent."""
     runs = ledger.list_runs()
+    if selectors:
+        chosen, unmatched = match(runs, selectors)
+        if unmatched:
+            names = ", ".join(f"'{s}'" for s in unmatched)
+            raise KeyError(f"no run id, short id, sweep or recipe {names} in {ledger.path}")
+        return sorted(chosen, key=lambda r: r.created_at)
     if everything:
         return runs
     recent = {r.id for r in runs[-10:]}
@@ -153,7 +274,8 @@ def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> li
 
 
 def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[StatusRow]:
-    return [row(ledger, record) for record in select(ledger, selectors, everything)]
+    shorts = short_ids(r.id for r in ledger.list_runs())
+    return [row(ledger, record, shorts.get(record.id)) for record in select(ledger, selectors, everything)]
 
 
 def one(ledger: Ledger, selector: str) -> RunRecord:

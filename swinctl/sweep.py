@@ -1146,19 +1146,22 @@ def default_metric(rows: list[SweepRow]) -> str | None:
     return next((m for m in HEADLINE_METRICS if m in present), None)
 
 
-def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None):
-    """point | overrides | run | state | progress | METRIC (best marked) | note."""
-    from rich.table import Table
+def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None,
+                short_ids: dict[str, str] | None = None):
+    """point | overrides | run | state | progress | METRIC (best marked) | note, fitted to the terminal's width
+    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`status.short_ids`); full ids without."""
     from rich.text import Text
 
     from swinctl import views
+    from swinctl.views import Col
 
     metric = metric or default_metric(rows)
     values = {r.point: r.row.metrics.get(metric) for r in rows if r.row is not None and metric}
     best = max((v for v in values.values() if v is not None), default=None)
-    table = Table(title=title or f"sweep ({time.strftime('%H:%M:%S')})", title_justify="left")
-    for column in ("#", "overrides", "run", "state", "progress", metric or "metric", "note"):
-        table.add_column(column, overflow="fold")
+    table = views.FitTable(Col("#", justify="right"), Col("overrides", wrap=True, fold=True), Col("run"),
+                           Col("state"), Col("progress", wrap=True), Col(metric or "metric", wrap=True),
+                           Col("note", wrap=True, fold=True, drop_empty=True),
+                           title=title or f"sweep ({time.strftime('%H:%M:%S')})", wide=short_ids is None)
     for r in rows:
         overrides = "\n".join(r.overrides)
         if r.row is None:
@@ -1171,13 +1174,13 @@ def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | No
         shown = Text("-" if value is None else f"{value:.2f}")
         if value is not None and value == best:
             shown.append(" ★ best", style="bold green")
-        state = views.state_text(rec.state)
         notes = []
         if r.shared:
             notes.append(f"shared with {rec.id}" + (f" (sweep {rec.sweep})" if rec.sweep else ""))
         if rec.error and not rec.is_active:
             notes.append(rec.error.strip().splitlines()[0][:80])
-        table.add_row(str(r.point), overrides, rec.id, state, progress, shown, "\n".join(notes))
+        name = views.run_name(rec.id, (short_ids or {}).get(rec.id), rec.smoke, short_ids is None)
+        table.add_row(str(r.point), overrides, name, views.state_text(rec.state), progress, shown, "\n".join(notes))
     if not rows:
         table.add_row("(no points)", "", "", "", "", "", "")
     return table

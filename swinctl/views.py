@@ -1,17 +1,27 @@
-"""Rich renderables for the CLI: recipes, run outcomes, status tables. Pure formatting, no I/O."""
+"""Rich renderables for the CLI: recipes, run outcomes, status tables. Pure formatting, no I/O.
+
+Tables that list runs are :class:`FitTable`: they decide when they are rendered, for the width they get, how wide
+each column is, so that headers, run ids, states and numbers never break; only free text (overrides, notes) folds,
+and what still does not fit (columns marked optional) is left out with a caption saying so.
+"""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from rich import box
+from rich.cells import cell_len
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 STATE_STYLES = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-                "FAILED": "bold red", "CANCELLED": "magenta", "TIMEOUT": "red"}
+                "FAILED": "bold red", "CANCELLED": "magenta", "TIMEOUT": "red", "IMPORTED": "blue"}
 HEADLINE_METRICS = ("bbox_mAP", "segm_mAP", "mIoU", "mAcc", "aAcc")
+EMPTY = ("", "-")  # cells that show nothing
 
 
 def state_text(state: str) -> Text:
@@ -29,6 +39,123 @@ def duration(seconds: float | None) -> str:
     seconds = int(seconds)
     hours, rest = divmod(seconds, 3600)
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+# ---------------------------------------------------------------------------------------------- fitted tables
+
+
+@dataclass(frozen=True)
+class Col:
+    """How a column of a :class:`FitTable` may give way when the table is too wide for the terminal.
+
+    wrap: its cells may wrap between words (never inside one). fold: free text that may also fold inside a word
+    (overrides, notes, paths), as the last thing before columns are left out. optional: may be left out when even
+    that does not fit; the higher, the sooner. drop_empty: left out when no row has anything in it.
+    """
+
+    header: str
+    justify: str = "left"
+    wrap: bool = False
+    fold: bool = False
+    optional: int = 0
+    drop_empty: bool = False
+    style: str = ""
+
+
+def _lines(cell) -> list[str]:
+    text = cell.plain if isinstance(cell, Text) else str(cell)
+    return text.splitlines() or [""]
+
+
+def _max_len(cells: Sequence) -> int:
+    return max((cell_len(line) for cell in cells for line in _lines(cell)), default=0)
+
+
+def _max_word(cells: Sequence) -> int:
+    return max((cell_len(word) for cell in cells for line in _lines(cell) for word in line.split()), default=0)
+
+
+class FitTable(Table):
+    """A rich Table of :class:`Col` columns that fits itself to the width it is rendered at.
+
+    Widths are chosen before rich lays the table out: every column gets its widest line when that fits; otherwise
+    wrapping columns give way, widest first, down to their longest word; then free-text columns fold; then optional
+    columns are left out (named in the caption). A column that is empty in every row (``drop_empty``) never shows.
+    ``add_row`` takes the cells of every column, shown or not.
+    """
+
+    GAP = 2  # between columns: SIMPLE_HEAD without edges, collapsed padding
+
+    def __init__(self, *columns: Col, title: str | None = None, caption: str | None = None, wide: bool = False):
+        super().__init__(title=title, caption=caption, title_justify="left", caption_justify="left",
+                         box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+        self.specs = columns
+        self.wide = wide  # never leave columns out
+        for spec in columns:
+            self.add_column(spec.header, justify=spec.justify, no_wrap=not spec.wrap, style=spec.style)
+
+    def plan(self, width: int) -> tuple[list[int], list[int], list[str]]:
+        """(indexes of the columns shown, their content widths, headers of the optional columns left out)."""
+        cells = [[column.header, *column.cells] for column in self.columns]
+        shown = [i for i, spec in enumerate(self.specs)
+                 if not (spec.drop_empty and all(_plain(c).strip() in EMPTY for c in cells[i][1:]))]
+        hidden: list[str] = []
+        for fold in (False, True):  # leave optional columns out before folding a word
+            while True:
+                widths = self._fit(shown, cells, width, fold)
+                optional = [i for i in shown if self.specs[i].optional]
+                if widths is not None or self.wide or not optional:
+                    break
+                drop = max(optional, key=lambda i: (self.specs[i].optional, i))
+                shown.remove(drop)
+                hidden.insert(0, self.specs[drop].header)
+            if widths is not None:
+                return shown, widths, hidden
+        return shown, [_max_len(cells[i]) for i in shown], hidden  # nothing more to give: rich squeezes the rest
+
+    def _fit(self, shown: list[int], cells: list[list], width: int, fold: bool) -> list[int] | None:
+        """Widths for `shown` within `width`, wrapping columns giving way widest first; None when they cannot."""
+        room = width - self.GAP * (len(shown) - 1)
+        widths = {i: _max_len(cells[i]) for i in shown}
+        floors = {i: _max_word(cells[i]) if self.specs[i].wrap else widths[i] for i in shown}
+        if fold:
+            floors = {i: min(floors[i], max(10, cell_len(self.specs[i].header))) if self.specs[i].fold else floors[i]
+                      for i in shown}
+        while sum(widths.values()) > room:
+            give = [i for i in shown if widths[i] > floors[i]]
+            if not give:
+                return None
+            widths[max(give, key=lambda i: widths[i])] -= 1
+        return [widths[i] for i in shown]
+
+    def _fitted(self, width: int) -> Table:
+        shown, widths, hidden = self.plan(width)
+        caption = self.caption
+        if hidden:
+            note = f"not shown at {width} columns: {', '.join(hidden)} (--wide shows every column)"
+            caption = f"{caption}\n{note}" if caption else note
+        table = Table(title=self.title, caption=caption, title_justify="left", caption_justify="left",
+                      box=self.box, show_edge=False, pad_edge=False, collapse_padding=True)
+        for i, w in zip(shown, widths, strict=True):
+            spec, column = self.specs[i], self.columns[i]
+            table.add_column(spec.header, justify=spec.justify, no_wrap=not spec.wrap, style=spec.style,
+                             overflow="fold", width=max(w, 1))
+            table.columns[-1]._cells = list(column.cells)
+        table.rows = self.rows
+        return table
+
+    def __rich_console__(self, console, options):
+        yield self._fitted(options.max_width)
+
+    def __rich_measure__(self, console, options):
+        return self._fitted(options.max_width).__rich_measure__(console, options)
+
+
+def _plain(cell) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+# ---------------------------------------------------------------------------------------------- tables
 
 
 def recipe_table(found: dict[str, Path]) -> Table:
@@ -63,22 +190,43 @@ def outcome(record) -> Group:
     return Group(*parts)
 
 
-def status_table(rows) -> Table:
-    table = Table(title=f"runs ({time.strftime('%H:%M:%S')})", title_justify="left")
-    for column in ("run", "state", "executor/job", "progress", "eta", "metrics", "GPU-h"):
-        table.add_column(column, overflow="fold")
+def cost_text(cost) -> str:
+    """'80.0 GPU-h' / '0.04 CPU-h' / '-' for a :class:`swinctl.status.Cost` or None."""
+    if cost is None:
+        return "-"
+    hours = cost.hours
+    return f"{hours:.1f} {cost.unit}" if hours >= 10 else f"{hours:.2f} {cost.unit}"
+
+
+def run_name(run_id: str, short: str | None, smoke: bool, wide: bool) -> Text:
+    """A run's id as tables show it: the short id (the full one with --wide), dim and marked when smoke."""
+    text = Text(run_id if wide or not short else short, style="dim" if smoke else "")
+    if smoke:
+        text.append(" smoke", style="dim italic")
+    return text
+
+
+STATUS_COLUMNS = (Col("run"), Col("recipe", drop_empty=True), Col("state"), Col("job", wrap=True, optional=2),
+                  Col("progress", wrap=True), Col("eta", drop_empty=True, optional=1),
+                  Col("metrics", wrap=True), Col("cost", wrap=True, drop_empty=True, optional=3),
+                  Col("note", wrap=True, fold=True, drop_empty=True))
+
+
+def status_table(rows, *, wide: bool = False) -> FitTable:
+    """The runs of `status`: short ids (full with `wide`), one line each where the terminal allows."""
+    table = FitTable(*STATUS_COLUMNS, title=f"runs ({time.strftime('%H:%M:%S')})", wide=wide)
     for row in rows:
         r, p = row.record, row.progress
         progress = "-" if p is None or not p.total else f"{p.iter}/{p.total} ({100 * p.iter / p.total:.0f}%)"
         eta = duration(p.eta_s) if r.is_active and p is not None and p.eta_s is not None else "-"
-        name = Text(r.id + (" [smoke]" if r.smoke else ""))
+        notes = []
         if r.requeues:
-            name.append(f" requeued x{r.requeues}", style="yellow")
-        state = state_text(r.state)
+            notes.append(Text(f"requeued x{r.requeues}", style="yellow"))
         if r.error and not r.is_active:
-            state.append("\n" + r.error.strip().splitlines()[0][:80], style="dim")
-        table.add_row(name, state, f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics),
-                      "-" if row.gpu_hours is None else f"{row.gpu_hours:.2f}")
+            notes.append(Text(r.error.strip().splitlines()[0][:160], style="dim"))
+        table.add_row(run_name(r.id, row.short_id, r.smoke, wide), r.recipe, state_text(r.state),
+                      f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics),
+                      cost_text(row.cost), Text("\n").join(notes) if notes else "")
     if not rows:
-        table.add_row("(no runs)", "", "", "", "", "", "")
+        table.add_row("(no runs)", "", "", "", "", "", "", "", "")
     return table

@@ -280,7 +280,7 @@ def test_json_is_stable_and_documented(mixed):
     run = data["runs"][0]
     assert set(run) == {"id", "origin", "kind", "recipe", "codebase", "sweep", "seed", "overrides", "state", "smoke",
                         "executor", "gpus", "elapsed_s", "gpu_hours", "work_dir", "log_format", "progress", "flags",
-                        "problems", "verdict", "results"}
+                        "problems", "verdict", "results", "cost"}  # cost: added in schema_version 1
     assert set(run["results"][0]) == {"metric", "value", "last", "best", "at", "best_at", "per_gpu_hour", "tolerance",
                                       "verdict", "references"}
     assert set(run["progress"]) == {"iter", "total", "epoch", "max_epochs", "eta_s", "phase"}
@@ -313,12 +313,14 @@ def test_rich_renderables(mixed):
     from rich.table import Table
 
     tables = report.rich_tables(mixed)
-    assert [t.title for t in tables if isinstance(t, Table)][:3] == ["sweep lr: bbox_mAP (last)", "seeds (last)",
-                                                                      "runs (last value judged)"]
+    assert [t.title for t in tables if isinstance(t, Table)] == [  # a runs table per recipe: its own metrics
+        "sweep lr: bbox_mAP (last)", "seeds (last)", "runs of maskrcnn-swin-t (last value judged)",
+        "runs of upernet-swin-t (last value judged)"]
     Console(file=io.StringIO(), width=120).print(*tables)
 
 
 def test_html_report_and_plots(mixed, tmp_path):
+    (tmp_path / "out").mkdir()  # --out never creates directories (test_report_out.py)
     out = report.render(mixed, "html", tmp_path / "out" / "report.html")
     assert out == tmp_path / "out" / "report.html" and out.is_file()
     html = out.read_text()

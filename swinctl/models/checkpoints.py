@@ -65,11 +65,13 @@ class ConversionReport:
     dropped_keys: list[str] = field(default_factory=list)
     resized_keys: list[str] = field(default_factory=list)
     passthrough_keys: list[str] = field(default_factory=list)  # non-backbone tensors copied unchanged
+    shape: str = 'model'  # what was written: 'model' (backbone.* keys and the rest) or 'backbone' (bare keys)
 
     def summary(self) -> str:
         target = 'official (swinctl)' if self.target == 'swinctl' else 'MMDet 3.x / MMSeg 1.x'
+        keys = 'backbone.* keys of a full model' if self.shape == 'model' else 'bare backbone keys'
         lines = [f'found {self.layout} layout ({self.source}); wrote {self.num_tensors} backbone tensors in {target} '
-                 'layout']
+                 f'layout, as {keys}']
         if self.resized_keys:
             lines.append(f'resized {len(self.resized_keys)}: {_group(self.resized_keys)}')
         if self.dropped_keys:
@@ -353,18 +355,36 @@ def load_backbone_state_dict(
     return extract_backbone(path_or_dict, model)[0]
 
 
+SHAPES = ('keep', 'model', 'backbone')
+
+
 def convert_checkpoint_file(
-    src: Path, dst: Path, to: str = 'swinctl', window_size: int | None = None
+    src: Path, dst: Path, to: str = 'swinctl', window_size: int | None = None, shape: str = 'keep'
 ) -> ConversionReport:
     """Convert ``src`` (any layout) to ``dst`` in ``to`` layout: 'swinctl' (official) or 'mmdet' (MMDet3/MMSeg1).
 
-    ``dst`` holds ``{'state_dict': {'backbone.<key>': tensor}, 'meta': ...}``, which MMDet/MMSeg's own Swin (with
-    convert_weights=False), swinctl's Swin and MMEngine's ``load_from`` all accept. The neck/head tensors of a full
-    detector/segmentor checkpoint are copied unchanged; a classifier's head is dropped. ``window_size`` resamples the
-    relative position bias tables (e.g. 7 -> 12).
+    ``dst`` holds ``{'state_dict': ..., 'meta': ...}``. ``shape`` decides its keys:
+
+    ``keep``
+        as the input: a full detector/segmentor checkpoint stays one (``backbone.<key>`` plus its neck/head
+        tensors, copied unchanged), backbone weights (an ImageNet classifier's, whose head is dropped, or a bare
+        backbone state dict) stay bare backbone keys, as Microsoft's own releases are. Except for ``to='mmdet'``:
+        MMDet 3.x / MMSeg 1.x's SwinTransformer keeps only the ``backbone.*`` keys of a pretrained file, so that
+        layout always has them.
+    ``model``
+        ``backbone.<key>`` (plus the input's other tensors), which MMEngine's ``load_from`` and MMDet/MMSeg's own
+        Swin accept, even from backbone weights.
+    ``backbone``
+        bare backbone keys only; the input's other tensors are dropped.
+
+    ``window_size`` resamples the relative position bias tables (e.g. 7 -> 12 for window-12 models).
     """
     if to not in TARGETS:
         raise CheckpointError(f'unknown target layout {to!r}; choose one of {", ".join(TARGETS)}')
+    if shape not in SHAPES:
+        raise CheckpointError(f'unknown shape {shape!r}; choose one of {", ".join(SHAPES)}')
+    if window_size is not None and (not isinstance(window_size, int) or window_size < 1):
+        raise CheckpointError(f'window_size must be a positive integer, not {window_size!r}')
     checkpoint = read_checkpoint(src)
     tensors, _ = _unwrap(checkpoint)
     official, report = extract_backbone(checkpoint)
@@ -375,13 +395,21 @@ def convert_checkpoint_file(
                 official[key] = resized
                 report.resized_keys.append(key)
     backbone = from_official(official, 'mmdet' if to == 'mmdet' else 'official')
-    _, others, _ = _split_backbone(tensors)
-    state_dict = {f'backbone.{key}': value for key, value in backbone.items()} | others
-    meta = {'swinctl_layout': 'official' if to == 'swinctl' else 'mmdet', 'converted_from': str(src),
-            'source_layout': report.layout}
+    _, others, source = _split_backbone(tensors)
+    if shape == 'keep':
+        shape = 'model' if source == 'detector/segmentor' or to == 'mmdet' else 'backbone'
+    if shape == 'model':
+        state_dict = {f'backbone.{key}': value for key, value in backbone.items()} | others
+    else:
+        state_dict = dict(backbone)
+        report.dropped_keys.extend(others)
+        report.passthrough_keys = []
+    meta = {'swinctl_layout': 'official' if to == 'swinctl' else 'mmdet', 'swinctl_shape': shape,
+            'converted_from': str(src), 'source_layout': report.layout}
     if isinstance(checkpoint.get('meta'), dict):
         meta = checkpoint['meta'] | meta
     report.target = to
+    report.shape = shape
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     torch.save({'state_dict': state_dict, 'meta': meta}, dst)

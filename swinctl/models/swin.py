@@ -12,6 +12,7 @@ window, and shifted windows mask attention between regions that the cyclic shift
 from __future__ import annotations
 
 import math
+import os
 from collections import OrderedDict
 from collections.abc import Sequence
 
@@ -453,6 +454,12 @@ class SwinTransformer(BaseModule):
         if pretrained is not None and init_cfg is not None:
             raise ValueError('give either pretrained or init_cfg, not both')
         if pretrained is not None:
+            if isinstance(pretrained, os.PathLike):
+                pretrained = os.fspath(pretrained)
+            if not isinstance(pretrained, str) or not pretrained.strip():
+                # caught here, when the model is built, not when init_weights tries to open it
+                raise TypeError(f'pretrained must be a checkpoint path or URL (a string), got '
+                                f'{type(pretrained).__name__} {pretrained!r}')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
 

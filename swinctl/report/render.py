@@ -1,0 +1,197 @@
+"""Rendering a report: the terminal's rich tables, Markdown and HTML (Jinja2 templates), CSV and JSON."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+from swinctl.report import columns as cols
+from swinctl.report.columns import Ctx, TableData
+from swinctl.report.model import FORMATS, Report, ReportError
+
+TEMPLATES = Path(__file__).parent / "templates"
+STYLES = {"reproduced": "bold green", "below": "bold red", "above": "bold cyan", "smoke": "dim", "running": "yellow",
+          "incomplete": "magenta", "no-metrics": "dim", "no-reference": "", "best": "bold"}
+
+
+def _sections(report: Report, ctx: Ctx) -> list[tuple[str, TableData]]:
+    """(heading, table) of every table of the report, in the order every format shows them."""
+    out = []
+    for sweep in report.sweeps:
+        out.append((f"sweep {sweep.name}: {sweep.metric}",
+                    cols.table_data(cols.sweep_columns(sweep, report), sweep.points, ctx)))
+    if report.groups:
+        out.append(("seeds", cols.table_data(cols.SEED_COLUMNS, cols.group_lines(report), ctx)))
+    for recipe in cols.recipes_of(report):
+        out.append((f"runs of {recipe or 'no recipe'}" if recipe or report.runs else "runs",
+                    cols.table_data(cols.run_columns(report, recipe), cols.run_lines(report, recipe), ctx)))
+    return out
+
+
+def expected_caption(report: Report, recipe: str | None) -> str:
+    """'Δ vs expected: bbox_mAP 42.6 (seed README ...) / 42.7 (MMDet 3.x metafile); segm_mAP ...' of a recipe."""
+    expectations = report.expectations.get(recipe or "", [])
+    parts = []
+    for metric in dict.fromkeys(e.metric for e in expectations):
+        values = " / ".join(f"{e.value:g} ({e.source})" for e in expectations if e.metric == metric)
+        parts.append(f"{metric} {values}")
+    return ("Δ vs expected: " + "; ".join(parts)) if parts else ""
+
+
+# ---------------------------------------------------------------------------------------------- terminal
+
+
+def rich_tables(report: Report, *, wide: bool = False) -> list:
+    """The report as rich renderables (sweeps, seed groups, runs, problems), for `console.print(*...)`. Each
+    table fits the width it is printed at (:class:`swinctl.views.FitTable`); short run ids unless `wide`."""
+    from rich.text import Text
+
+    from swinctl.views import Col, FitTable
+
+    ctx = Ctx(report, "table", wide=wide)
+    out: list = []
+    for heading, data in _sections(report, ctx):
+        if heading.startswith("runs"):
+            title = f"{heading} ({'best' if report.pick == 'best' else 'last'} value judged)"
+            caption = expected_caption(report, heading.removeprefix("runs of ")) or None
+        else:
+            title, caption = f"{heading} ({report.pick})", None
+        table = FitTable(*[Col(c.header, justify="right" if c.numeric else "left", wrap=c.wrap, fold=c.fold,
+                               optional=c.optional) for c in data.columns], title=title, caption=caption, wide=wide)
+        for i, (cells, line) in enumerate(zip(data.rows, data.line_of, strict=True)):
+            following = data.line_of[i + 1] if i + 1 < len(data.line_of) else None
+            table.add_row(*[Text(cols.text(c), style=STYLES.get(cols.css(c), "")) for c in cells],
+                          end_section=_ends_section(line, following))
+        if not data.rows:
+            table.add_row("(no runs)", *[""] * (len(data.columns) - 1))
+        out.append(table)
+    for problem in report.problems:
+        out.append(Text(problem, style="yellow"))
+    return out
+
+
+def _ends_section(line, following) -> bool:
+    if following is None:
+        return False
+    if isinstance(line, cols.GroupLine):  # a gap between seed groups
+        return line.last
+    return False
+
+
+def _rich_text(report: Report, width: int = 200, wide: bool = True) -> str:
+    from rich.console import Console
+
+    buf = io.StringIO()
+    console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
+    for renderable in rich_tables(report, wide=wide):
+        console.print(renderable)
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- templates
+
+
+def _environment(fmt: str):
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=fmt == "html",
+                             trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["md"] = lambda value: str(value).replace("|", "\\|").replace("\n", "<br>")
+    return env
+
+
+def _template_tables(report: Report, fmt: str) -> list[dict]:
+    tables = []
+    for heading, data in _sections(report, Ctx(report, fmt)):
+        rows = [{"cells": [{"text": cols.text(c), "cls": " ".join(x for x in (cols.css(c), "num" if col.numeric
+                                                                              else "") if x)}
+                           for c, col in zip(cells, data.columns, strict=True)],
+                 "cls": "best" if any(cols.css(c) == "best" for c in cells) else ""}
+                for cells in data.rows]
+        kind = heading.split()[0]
+        tables.append({"kind": kind, "title": heading[:1].upper() + heading[1:], "rows": rows,
+                       "headers": [c.header for c in data.columns],
+                       "caption": expected_caption(report, heading.removeprefix("runs of ")) if kind == "runs" else ""})
+    return tables
+
+
+def _markdown(report: Report) -> str:
+    return _environment("md").get_template("report.md.j2").render(
+        report=report, tables=_template_tables(report, "md"))
+
+
+def _html(report: Report) -> str:
+    from swinctl.report.plots import figures
+
+    plots = [(name, base64.b64encode(png).decode("ascii")) for name, png in figures(report)]
+    return _environment("html").get_template("report.html.j2").render(
+        report=report, tables=_template_tables(report, "html"), plots=plots)
+
+
+def _csv(report: Report) -> str:
+    """Tidy CSV: one line per run, metric and expected-value source (one line with empty source columns when the
+    metric has no reference). Overrides are joined with ';'."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols.CSV_COLUMNS)
+    for row in report.runs:
+        for res in row.results:
+            for ref in res.references or [None]:
+                writer.writerow([value(row, res, ref) for _, value in cols.CSV])
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- render
+
+
+def check_out(out: Path | str, fmt: str = "table") -> Path:
+    """`out` as a file the report can be written to, or one ReportError that says what is wrong and what to do;
+    nothing is written or created."""
+    path = Path(out)
+    suffix = {"table": "txt"}.get(fmt, fmt)
+    if path.is_dir():
+        raise ReportError(f"--out {path} is a directory: give a file in it, e.g. --out {path / f'report.{suffix}'}")
+    parent = path.parent
+    if not parent.exists():
+        raise ReportError(f"--out {path}: the directory {parent} does not exist; create it first (mkdir -p "
+                          f"{parent}) or write elsewhere")
+    if not parent.is_dir():
+        raise ReportError(f"--out {path}: {parent} is a file, not a directory; choose another path")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        where = path if path.exists() else parent
+        raise ReportError(f"--out {path}: {where} is not writable by you; choose a path you can write to")
+    return path
+
+
+def render(report: Report, fmt: str = "table", out: Path | str | None = None) -> str | Path:
+    """The report as text in `fmt` (table, md, csv, json, html); written to `out` (and its path returned) if given.
+
+    'table' is the rich tables as plain text with full run ids (the CLI prints `rich_tables(report)` to the
+    terminal instead); 'html' is one self-contained file with the tables and the learning curves embedded as PNG.
+    `out` is checked (:func:`check_out`) before anything is rendered.
+    """
+    if fmt not in FORMATS:
+        raise ReportError(f"unknown format '{fmt}': choose one of {', '.join(FORMATS)}")
+    path = None if out is None else check_out(out, fmt)
+    if fmt == "table":
+        text = _rich_text(report)
+    elif fmt == "md":
+        text = _markdown(report)
+    elif fmt == "csv":
+        text = _csv(report)
+    elif fmt == "json":
+        text = json.dumps(report.to_dict(), indent=2) + "\n"
+    else:
+        text = _html(report)
+    if path is None:
+        return text
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ReportError(f"--out {path}: cannot write it ({exc.strerror or exc})") from None
+    return path

@@ -1,0 +1,173 @@
+"""Where report rows come from: the ledger and its runs' logs, and work dirs trained elsewhere (--import).
+W&B is :mod:`swinctl.report.wandb_source`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from swinctl import results, status
+from swinctl.report import judging
+from swinctl.report.judging import Expected
+from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError, RunRow
+
+
+def metrics_for(requested: list[str] | None, expectations, codebase: str | None) -> list[str]:
+    if requested:
+        return list(requested)
+    names = list(dict.fromkeys(e.metric for e in expectations))
+    if names:
+        return names
+    return [results.PRIMARY_METRIC.get(codebase or "", "bbox_mAP")]
+
+
+def _at(point: results.ValPoint | None) -> dict | None:
+    return None if point is None else {"iter": point.iter, "epoch": point.epoch}
+
+
+def _progress_dict(p: results.Progress | None) -> dict | None:
+    if p is None:
+        return None
+    return {"iter": p.iter, "total": p.total, "epoch": p.epoch, "max_epochs": p.max_epochs, "eta_s": p.eta_s,
+            "phase": p.phase}
+
+
+def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: str | None, sweep: str | None,
+             seed: int | None, overrides: Sequence[str], state: str, smoke: bool, executor: str | None,
+             gpus: int | None, elapsed_s: float | None, gpu_hours: float | None, work_dir: str | None,
+             log_format: str, progress: results.Progress | None, flags: Iterable[str], problems: list[str],
+             last: dict[str, float], best: dict[str, tuple[float, results.ValPoint | None]],
+             last_at: results.ValPoint | None, expectation: Expected | None,
+             metrics: list[str] | None, pick: str, cost: status.Cost | None = None) -> RunRow:
+    """One report row from what is known about a run, whatever its origin (ledger, import, W&B)."""
+    expectations, tolerance = expectation if expectation else ([], None)
+    incomplete = results.INCOMPLETE in flags
+    rows = []
+    for metric in metrics_for(metrics, expectations, codebase):
+        last_value = last.get(metric)
+        best_value, best_point = best.get(metric, (None, None))
+        if pick == "best" and best_value is not None:
+            value, at = best_value, _at(best_point)
+        else:
+            value, at = last_value, _at(last_at) if last_value is not None else None
+        refs = judging.references(value, expectations, metric, tolerance or 0.0) if tolerance is not None else []
+        judged = judging.verdict(value, refs, smoke=smoke, state=state, incomplete=incomplete)
+        per_hour = round(value / gpu_hours, 4) if value is not None and gpu_hours else None
+        rows.append(MetricResult(metric, value, last_value, best_value, at, _at(best_point), per_hour, tolerance,
+                                 judged, refs))
+    return RunRow(id=id, origin=origin, kind=kind, recipe=recipe, codebase=codebase, sweep=sweep, seed=seed,
+                  overrides=list(overrides), state=state, smoke=smoke, executor=executor, gpus=gpus,
+                  elapsed_s=elapsed_s, gpu_hours=gpu_hours, work_dir=work_dir, log_format=log_format,
+                  progress=_progress_dict(progress), flags=sorted(flags), problems=problems,
+                  verdict=rows[0].verdict if rows else NO_METRICS, results=rows, cost=cost)
+
+
+def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, dict, results.ValPoint | None]:
+    last = log.final_metrics()
+    last_at = None if log.test_metrics else (log.val[-1] if log.val else None)
+    best = {}
+    for metric in metrics_wanted:
+        point = log.best_point(metric)
+        if point is not None:
+            best[metric] = (point.metrics[metric], point)
+        elif metric in log.test_metrics:
+            best[metric] = (log.test_metrics[metric], None)
+    return last, best, last_at
+
+
+def _all_metric_names(metrics: list[str] | None, expectation: Expected | None) -> list[str]:
+    if metrics:
+        return metrics
+    names = list(results.PRIMARY_METRIC.values())
+    if expectation:
+        names += [e.metric for e in expectation[0]]
+    return list(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------------------------------------- the ledger
+
+
+def ledger_records(root: Path) -> list:
+    """Every run of the ledger under `root` ([] when there is none: a report never creates one)."""
+    if not (root / "ledger.sqlite").is_file():
+        return []
+    from swinctl.ledger import Ledger
+
+    return Ledger(root).list_runs()
+
+
+def row_from_record(record, expectation: Expected | None, metrics: list[str] | None, pick: str) -> RunRow:
+    """A report row from a ledger record and its work dir's logs."""
+    log = results.read_work_dir(record.work_dir, train=False)
+    problems = list(log.problems)
+    flags = set(log.flags)
+    last, best, last_at = from_log(log, _all_metric_names(metrics, expectation))
+    if not last and record.metrics:  # the logs are gone or unreadable, the job's own report is not
+        last = dict(record.metrics)
+        flags.discard(results.NO_METRICS)
+        problems.append("metrics from the ledger (the job's final report); the logs do not have them")
+    if record.state == "COMPLETED" and results.INCOMPLETE in flags:
+        problems.append("the ledger says COMPLETED but the logs stop before the end of the schedule")
+    if record.error and record.state != "COMPLETED":
+        problems.append(record.error.strip().splitlines()[0][:200])
+    return make_row(
+        id=record.id, origin="ledger", kind=record.kind, recipe=record.recipe, codebase=record.codebase,
+        sweep=record.sweep, seed=record.seed, overrides=record.overrides, state=record.state, smoke=record.smoke,
+        executor=record.executor, gpus=record.gpus, elapsed_s=status.elapsed_s(record),
+        gpu_hours=status.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
+        progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
+        expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record),
+    )
+
+
+# ---------------------------------------------------------------------------------------------- --import
+
+
+def row_from_import(path: Path, expectation: Expected | None, recipe: str | None,
+                    metrics: list[str] | None, pick: str) -> RunRow:
+    """A work dir trained elsewhere (any MMEngine or MMCV 1.x work dir); its state is 'IMPORTED'."""
+    log = results.read_work_dir(path, train=False)
+    last, best, last_at = from_log(log, _all_metric_names(metrics, expectation))
+    name = path.parent.name if path.name == "work_dir" else path.name  # a swinctl run dir: name it after the run
+    return make_row(
+        id=f"import:{name}", origin="import", kind="test" if log.test_metrics and not log.has_train else "train",
+        recipe=recipe, codebase=codebase_of(log), sweep=None, seed=None, overrides=[], state=IMPORTED,
+        smoke=False, executor=None, gpus=None, elapsed_s=None, gpu_hours=None, work_dir=str(path),
+        log_format=log.format, progress=log.progress, flags=log.flags, problems=list(log.problems), last=last,
+        best=best, last_at=last_at, expectation=expectation, metrics=metrics, pick=pick,
+    )
+
+
+def import_targets(path: Path) -> list[Path]:
+    """`path` itself when it holds logs, else its sub-directories that do."""
+    if not path.is_dir():
+        raise ReportError(f"--import {path}: not a directory")
+    if results.detect_format(path) != "none":
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_dir() and results.detect_format(p) != "none")
+    if not found and (path / "work_dir").is_dir():
+        found = [path / "work_dir"]
+    if not found:
+        raise ReportError(f"--import {path}: no MMEngine or MMCV 1.x logs in it or in its sub-directories")
+    return found
+
+
+def recipe_name(run_dir: Path) -> str | None:
+    """The recipe a swinctl run dir's recipe.yaml names."""
+    try:
+        match = re.search(r"^name:[ \t]*(\S+)", (run_dir / "recipe.yaml").read_text(), re.M)
+    except OSError:
+        return None
+    return match.group(1).strip("'\"") if match else None
+
+
+def codebase_of(log: results.RunLog) -> str | None:
+    names = set(log.test_metrics)
+    for point in log.val:
+        names |= set(point.metrics)
+    if "bbox_mAP" in names or "segm_mAP" in names:
+        return "mmdet"
+    if "mIoU" in names:
+        return "mmseg"
+    return None
