@@ -50,7 +50,8 @@ class Col:
 
     wrap: its cells may wrap between words (never inside one). fold: free text that may also fold inside a word
     (overrides, notes, paths), as the last thing before columns are left out. optional: may be left out when even
-    that does not fit; the higher, the sooner. drop_empty: left out when no row has anything in it.
+    that does not fit; the higher, the sooner. drop_empty: left out when no row has anything in it. min_width: the
+    narrowest a wrapping column may get before optional columns are left out (what still reads well).
     """
 
     header: str
@@ -60,6 +61,7 @@ class Col:
     optional: int = 0
     drop_empty: bool = False
     style: str = ""
+    min_width: int = 0
 
 
 def _lines(cell) -> list[str]:
@@ -117,7 +119,8 @@ class FitTable(Table):
         """Widths for `shown` within `width`, wrapping columns giving way widest first; None when they cannot."""
         room = width - self.GAP * (len(shown) - 1)
         widths = {i: _max_len(cells[i]) for i in shown}
-        floors = {i: _max_word(cells[i]) if self.specs[i].wrap else widths[i] for i in shown}
+        floors = {i: min(widths[i], max(_max_word(cells[i]), self.specs[i].min_width)) if self.specs[i].wrap
+                  else widths[i] for i in shown}
         if fold:
             floors = {i: min(floors[i], max(10, cell_len(self.specs[i].header))) if self.specs[i].fold else floors[i]
                       for i in shown}
@@ -139,7 +142,7 @@ class FitTable(Table):
         for i, w in zip(shown, widths, strict=True):
             spec, column = self.specs[i], self.columns[i]
             table.add_column(spec.header, justify=spec.justify, no_wrap=not spec.wrap, style=spec.style,
-                             overflow="fold", width=max(w, 1))
+                             overflow="fold" if spec.fold else "ellipsis", width=max(w, 1))
             table.columns[-1]._cells = list(column.cells)
         table.rows = self.rows
         return table
@@ -206,10 +209,11 @@ def run_name(run_id: str, short: str | None, smoke: bool, wide: bool) -> Text:
     return text
 
 
-STATUS_COLUMNS = (Col("run"), Col("recipe", drop_empty=True), Col("state"), Col("job", wrap=True, optional=2),
-                  Col("progress", wrap=True), Col("eta", drop_empty=True, optional=1),
-                  Col("metrics", wrap=True), Col("cost", wrap=True, drop_empty=True, optional=3),
-                  Col("note", wrap=True, fold=True, drop_empty=True))
+STATUS_COLUMNS = (Col("run", wrap=True), Col("recipe", drop_empty=True), Col("state"),
+                  Col("job", wrap=True, optional=3), Col("progress", wrap=True, min_width=11),
+                  Col("eta", drop_empty=True, optional=1), Col("metrics", wrap=True, min_width=13),
+                  Col("cost", wrap=True, drop_empty=True, optional=2),
+                  Col("note", wrap=True, fold=True, drop_empty=True, min_width=20))
 
 
 def status_table(rows, *, wide: bool = False) -> FitTable:

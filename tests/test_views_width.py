@@ -1,0 +1,183 @@
+"""`status` and `report` read whole at 80 and 100 columns: no header, run id, state, number or verdict is folded
+into fragments, no line is wider than the terminal, short run ids are shown (full ones with --wide), and columns
+that are empty for every row are left out. Rendered with rich at the width a terminal would give, and through the
+real CLI with COLUMNS set."""
+
+import io
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from rich.cells import cell_len
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+from test_report import Runs, det
+
+from swinctl import report, status, views
+from swinctl.ledger import Ledger
+
+WIDTHS = (80, 100)
+
+
+def render(renderables, width: int) -> str:
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False).print(*renderables)
+    return buf.getvalue()
+
+
+def shown_tables(renderables, width: int) -> list[Table]:
+    """The tables as laid out for `width` (the columns a FitTable keeps at that width)."""
+    return [t._fitted(width) if isinstance(t, views.FitTable) else t for t in renderables if isinstance(t, Table)]
+
+
+def assert_reads_whole(renderables, width: int) -> str:
+    """Every word of every header and cell appears unbroken, as often as the tables hold it; no line overflows.
+    Only free text (overrides, notes: the columns that fold) may break a word, one longer than its column."""
+    text = render(renderables, width)
+    lines = text.splitlines()
+    assert max(cell_len(line.rstrip()) for line in lines) <= width, text
+    rendered = Counter(word for line in lines for word in line.split())
+    expected: Counter = Counter()
+    for table in shown_tables(renderables, width):
+        for column in table.columns:
+            for cell in [column.header, *column.cells]:
+                plain = cell.plain if isinstance(cell, Text) else str(cell)
+                expected.update(w for w in plain.split() if column.overflow != "fold" or len(w) <= column.width)
+    broken = {word: (n, rendered[word]) for word, n in expected.items() if rendered[word] < n}
+    assert not broken, f"split at {width} columns (word: expected, found): {broken}\n{text}"
+    return text
+
+
+@pytest.fixture
+def ledger_runs(tmp_path):
+    """A sweep with seeds, a smoke run on CPU, a segmenter, an fp16 run that failed with a long error."""
+    runs = Runs(tmp_path / "runs")
+    for seed, bbox in ((0, 0.424), (1, 0.428)):
+        runs.add(curve=det(bbox, 0.393), overrides=["optimizer.lr=2e-4", f"seed={seed}"], seed=seed, sweep="lr")
+    runs.add(curve=det(0.410, 0.380), overrides=["optimizer.lr=5e-5"], sweep="lr")
+    runs.add(smoke=True, gpus=0, elapsed_s=61.0)
+    runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_iter", curve={"mIoU": [40.0, 44.6]})
+    failed = runs.add(recipe="maskrcnn-swin-t-fp16", curve=det(0.421, 0.389), state="FAILED")
+    runs.ledger.update(failed.id, error="CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total "
+                       "capacity; /scratch/user/runs/maskrcnn-swin-t-fp16-20240101-000006-0006/work_dir)")
+    return runs
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_report_tables_read_whole(ledger_runs, width):
+    rep = report.build_report(ledger_runs.root)
+    text = assert_reads_whole(report.rich_tables(rep), width)
+    for row in rep.runs:  # short ids, unique, in place of the 42-character ones
+        assert row.short_id == row.id.rsplit("-", 1)[1] and row.short_id in text.split()
+        assert row.id not in text
+    runs_table = next(t for t in shown_tables(report.rich_tables(rep), width)
+                      if t.title.startswith("runs of maskrcnn-swin-t "))
+    headers = [c.header for c in runs_table.columns]
+    assert headers[:1] == ["run"] and {"metric", "last", "Δ", "verdict"} <= set(headers)
+    assert "notes" not in headers  # empty for every maskrcnn-swin-t run
+    if width == 80:
+        assert "not shown at 80 columns:" in text and "--wide" in text
+
+
+def test_report_wide_shows_full_ids_and_every_column(ledger_runs):
+    rep = report.build_report(ledger_runs.root)
+    text = render(report.rich_tables(rep, wide=True), 300)
+    assert all(row.id in text for row in rep.runs) and "not shown" not in text
+    tables = shown_tables(report.rich_tables(rep, wide=True), 300)
+    fp16 = next(t for t in tables if "fp16" in str(t.title))
+    assert [c.header for c in fp16.columns] == ["run", "state", "metric", "last", "best", "Δ", "verdict", "cost",
+                                                "per GPU-h", "notes"]
+
+
+def test_empty_columns_are_dropped(tmp_path):
+    runs = Runs(tmp_path / "runs")
+    runs.add(curve=det(0.426, 0.395))
+    (table,) = shown_tables(report.rich_tables(report.build_report(runs.root)), 120)
+    assert [c.header for c in table.columns] == ["run", "state", "metric", "last", "best", "Δ", "verdict", "cost",
+                                                "per GPU-h"]  # no overrides, no notes
+
+
+def status_rows(root):
+    return status.collect(Ledger(root), [], everything=True)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_status_reads_whole(ledger_runs, width):
+    running = ledger_runs.add(state="RUNNING", elapsed_s=600.0)
+    ledger_runs.ledger.update(running.id, executor="local", job_id=str(os.getpid()), requeues=2)  # alive: us
+    rows = status_rows(ledger_runs.root)
+    text = assert_reads_whole([views.status_table(rows)], width)
+    for row in rows:
+        assert row.short_id in text.split() and row.record.id not in text
+    assert "COMPLETED" in text and "FAILED" in text and "requeued" in text
+
+
+def test_short_ids_are_unique_tails():
+    ids = ["maskrcnn-swin-t-20240101-120000-ab12", "upernet-swin-t-20240102-080000-ab12",
+           "upernet-swin-t-20240102-080000-cd34", "upernet-swin-t-smoke-20240103-080000-ef56", "import:foo"]
+    assert status.short_ids(ids) == {
+        ids[0]: "120000-ab12", ids[1]: "080000-ab12", ids[2]: "cd34", ids[3]: "ef56", "import:foo": "import:foo"}
+    same_time = ["a-20240101-120000-ab12", "b-20240102-120000-ab12"]
+    assert status.short_ids(same_time) == {same_time[0]: "20240101-120000-ab12", same_time[1]: "20240102-120000-ab12"}
+    twins = ["a-20240101-120000-ab12", "b-20240101-120000-ab12"]  # nothing shorter than the id tells them apart
+    assert status.short_ids(twins) == {twins[0]: twins[0], twins[1]: twins[1]}
+
+
+def test_status_json_and_wide_keep_full_ids(ledger_runs):
+    rows = status_rows(ledger_runs.root)
+    assert all(row.to_json()["id"] == row.record.id and row.to_json()["short_id"] == row.short_id for row in rows)
+    assert all(row.record.id in render([views.status_table(rows, wide=True)], 250) for row in rows)
+
+
+def test_fit_table_folds_free_text_before_anything_else():
+    table = views.FitTable(views.Col("run"), views.Col("state"), views.Col("note", wrap=True, fold=True),
+                           title="runs")
+    table.add_row("ab12", "COMPLETED", "see /a/very/long/path/that/has/no/spaces/at/all/anywhere/in/it.log")
+    text = render([table], 40)
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 40
+    assert "ab12" in text and "COMPLETED" in text and "state" in text  # whole; only the path folds
+    assert "/a/very/long/path/that/has/no/spaces/at/all/anywhere/in/it.log" not in text
+
+
+def test_fit_table_leaves_out_optional_columns_and_says_so():
+    table = views.FitTable(views.Col("run"), views.Col("a-long-header-one", optional=1),
+                           views.Col("a-long-header-two", optional=2), title="t")
+    table.add_row("ab12", "x", "y")
+    text = render([table], 30)
+    assert "a-long-header-one" in text and "a-long-header-two" not in text.split("not shown")[0]
+    assert "not shown at 30 columns: a-long-header-two" in " ".join(text.split())
+    wide = views.FitTable(*table.specs, title="t", wide=True)
+    wide.add_row("ab12", "x", "y")
+    assert "not shown" not in render([wide], 30)
+
+
+# ---------------------------------------------------------------------------------------------- the real CLI
+
+
+def cli(*args, width: int, root) -> str:
+    env = dict(os.environ, COLUMNS=str(width), LINES="50", TERM="dumb", NO_COLOR="1")
+    env.pop("FORCE_COLOR", None)
+    done = subprocess.run([sys.executable, "-m", "swinctl.cli", *args, "--runs-root", str(root)], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_cli_status_all_and_report_fit(ledger_runs, width):
+    records = Ledger(ledger_runs.root).list_runs()
+    shorts = status.short_ids(r.id for r in records)
+    for verb in (["status", "--all"], ["report"]):
+        out = cli(*verb, width=width, root=ledger_runs.root)
+        lines = out.splitlines()
+        assert max(cell_len(line.rstrip()) for line in lines) <= width, out
+        words = out.split()
+        assert all(shorts[r.id] in words for r in records), out  # each run id on one line, whole
+        assert all(r.id not in out for r in records)
+        expected = ("COMPLETED", "FAILED", "progress", "metrics") if verb[0] == "status" else (
+            "reproduced", "incomplete", "metric", "verdict", "bbox_mAP", "segm_mAP", "mIoU")
+        for word in expected:
+            assert word in words, (word, out)
