@@ -32,8 +32,8 @@ def sweep(
     tie: Annotated[Many, typer.Option("--tie", help="KEY=EXPR: derive KEY from swept keys with + - * / and numbers, "
                                       "e.g. param_scheduler.1.eta_min=optim_wrapper.optimizer.lr*0.01; "
                                       "repeatable.")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Sweep name [default: RECIPE-HASH of the space].",
-                                                show_default=False)] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Sweep name.",
+                                                show_default="RECIPE-HASH of the space")] = None,
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model and schedule on generated demo data.")] = False,
     executor: Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is "
                                           "found).")] = "auto",
@@ -42,17 +42,15 @@ def sweep(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the points and the sbatch array; submit "
                                           "nothing.")] = False,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow the points until all have ended.")] = False,
-    max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", help="Points running at once "
-                                                        "[default: all on SLURM, 1 locally].",
-                                                        show_default=False)] = None,
+    max_parallel: Annotated[int | None, typer.Option("--max-parallel", "-j", help="Points running at once.",
+                                                        show_default="all on SLURM, 1 locally")] = None,
     retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Submit again the points whose run failed, "
                                                "was cancelled or timed out.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Submit every point, even those that already ran.")] = False,
     split_arrays: Annotated[bool, typer.Option("--split-arrays", help="Allow points with different resources "
                                                "(one job array per resource group).")] = False,
-    runs_root: Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live "
-                                                      "[default: $SWINCTL_RUNS or ./runs].",
-                                                      show_default=False)] = None,
+    runs_root: Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live.",
+                                                      show_default="$SWINCTL_RUNS or ./runs")] = None,
     wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
                                        "disabled.")] = "auto",
 ) -> None:
