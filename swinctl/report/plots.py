@@ -15,10 +15,21 @@ PANEL_ROW_INCHES = 4.2
 
 
 def figures(report: Report, *, max_runs: int = 12) -> list[tuple[str, bytes]]:
-    """PNG learning curves, one figure per recipe: a panel per metric the report shows for it (bbox and mask mAP,
-    mIoU, ... with the expected values as dashed lines) and one of the training loss, a line per run (at most
-    `max_runs`; smoke runs dotted). Runs without local logs (W&B rows) are left out. Returns (name, PNG bytes)
-    pairs, named after the recipe and its first metric."""
+    """PNG learning curves, one figure per recipe (see :func:`draw`): (name, PNG bytes) pairs, each named after
+    the recipe and its first metric."""
+    out = []
+    for name, fig in draw(report, max_runs=max_runs):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        out.append((name, buf.getvalue()))
+    return out
+
+
+def draw(report: Report, *, max_runs: int = 12) -> list:
+    """One matplotlib Figure per recipe: a panel per metric the report shows for it (bbox and mask mAP, mIoU, PQ,
+    ... with the expected values as dashed lines) and one of the training loss, a line per run (at most
+    `max_runs`; smoke runs dotted), three panels a row. Runs without local logs (W&B rows) are left out. Returns
+    (name, Figure) pairs."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -42,13 +53,11 @@ def figures(report: Report, *, max_runs: int = 12) -> list[tuple[str, bytes]]:
             _metric_panel(ax, recipe, metric, logs, report)
         _loss_panel(axes[len(metrics)], recipe, logs)
         for ax in axes[panels:]:
-            ax.set_visible(False)
+            fig.delaxes(ax)
         if len(rows) > max_runs:
             fig.suptitle(f"first {max_runs} of {len(rows)} runs", fontsize=8)
         fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png")
-        out.append((f"{_slug(recipe)}-{metrics[0]}.png", buf.getvalue()))
+        out.append((f"{_slug(recipe)}-{metrics[0]}.png", fig))
     return out
 
 
