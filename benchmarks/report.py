@@ -12,7 +12,11 @@ Runs are COMPLETED (most), RUNNING (logs stop half-way), FAILED; some belong to 
 validation values differ per run. Then it times `build_report` (ledger + every run's logs + verdicts + seeds +
 sweeps) and the renderings, best of --repeat, with the files in the page cache as after any earlier look at them.
 
-    .venv/bin/python benchmarks/report.py [--runs 1000] [--repeat 3] [--keep DIR]
+    .venv/bin/python benchmarks/report.py [--runs 1000] [--repeat 3] [--keep DIR [--reuse]]
+
+`--reuse` times a runs root an earlier `--keep DIR` left (the same runs: compare two versions of swinctl on one
+data set, e.g. `PYTHONPATH=/tmp/old-swinctl`). The terminal rendering is timed at 80 columns, as `swinctl report`
+prints it in a narrow terminal.
 """
 
 from __future__ import annotations
@@ -193,20 +197,35 @@ def timed(fn, repeat: int) -> tuple[float, float, object]:
     return best, cpu, result
 
 
+def terminal(rep, width: int) -> str:
+    """What `swinctl report` prints to a terminal `width` columns wide."""
+    import io
+
+    from rich.console import Console
+
+    buf = io.StringIO()
+    Console(file=buf, width=width, color_system=None, force_terminal=False).print(*report.rich_tables(rep))
+    return buf.getvalue()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--keep", type=Path, help="write the runs root here and keep it")
+    parser.add_argument("--reuse", action="store_true", help="with --keep: time the runs already there")
     args = parser.parse_args()
 
     root = args.keep or Path(tempfile.mkdtemp(prefix="swinctl-bench-")) / "runs"
-    if root.exists():
-        shutil.rmtree(root)
-    start = time.perf_counter()
-    counts = generate(root, args.runs)
-    print(f"generated {counts['runs']} runs, {counts['bytes'] / 1e9:.2f} GB of logs in "
-          f"{time.perf_counter() - start:.1f} s under {root}")
+    if args.reuse and args.keep and (root / "ledger.sqlite").is_file():
+        print(f"reusing {root} ({report.__file__})")
+    else:
+        if root.exists():
+            shutil.rmtree(root)
+        start = time.perf_counter()
+        counts = generate(root, args.runs)
+        print(f"generated {counts['runs']} runs, {counts['bytes'] / 1e9:.2f} GB of logs in "
+              f"{time.perf_counter() - start:.1f} s under {root}")
     try:
         wall, cpu, rep = timed(lambda: report.build_report(root), args.repeat)
         print(f"build_report: {wall:.3f} s wall, {cpu:.3f} s CPU, best of {args.repeat} ({len(rep.runs)} runs, "
@@ -215,6 +234,9 @@ def main() -> int:
         for fmt in ("json", "csv", "md", "table"):
             r_wall, r_cpu, text = timed(lambda fmt=fmt: report.render(rep, fmt), args.repeat)
             print(f"render {fmt:5s}: {r_wall:.3f} s wall, {r_cpu:.3f} s CPU ({len(text) / 1e6:.1f} MB)")
+        r_wall, r_cpu, text = timed(lambda: terminal(rep, 80), args.repeat)
+        print(f"terminal at 80 columns: {r_wall:.3f} s wall, {r_cpu:.3f} s CPU ({len(text) / 1e6:.1f} MB, widest "
+              f"line {max(len(line.rstrip()) for line in text.splitlines())})")
         wall, cpu, _ = timed(lambda: report.render(report.build_report(root), "json"), args.repeat)
         verdict = "OK" if cpu <= GOAL_S else "over the goal"
         print(f"report (build + json) over {len(rep.runs)} runs: {wall:.3f} s wall, {cpu:.3f} s CPU "

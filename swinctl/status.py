@@ -167,12 +167,14 @@ def _parse_resources(block: str) -> dict:
     return resources if isinstance(resources, dict) else {}
 
 
-def resources_of(run_dir: Path) -> dict:
-    """The `resources:` of a run's resolved recipe.yaml ({} when it cannot be read); only that block is parsed."""
-    try:
-        text = (run_dir / "recipe.yaml").read_text()
-    except OSError:
-        return {}
+def resources_of(run_dir: Path, text: str | None = None) -> dict:
+    """The `resources:` of a run's resolved recipe.yaml (its `text` when already read; {} when it cannot be read).
+    Only that block is parsed, once for every run that has the same."""
+    if text is None:
+        try:
+            text = (run_dir / "recipe.yaml").read_text()
+        except OSError:
+            return {}
     match = _RESOURCES.search(text)
     return _parse_resources(match.group(0)) if match else {}
 

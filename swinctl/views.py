@@ -28,9 +28,9 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 
-def metric_summary(metrics: dict[str, float]) -> str:
+def metric_summary(metrics: dict[str, float], sep: str = "  ") -> str:
     shown = [(k, metrics[k]) for k in HEADLINE_METRICS if k in metrics]
-    return "  ".join(f"{k} {v:.1f}" for k, v in shown) or "-"
+    return sep.join(f"{k} {v:.1f}" for k, v in shown) or "-"
 
 
 def duration(seconds: float | None) -> str:
@@ -229,7 +229,7 @@ def status_table(rows, *, wide: bool = False) -> FitTable:
         if r.error and not r.is_active:
             notes.append(Text(r.error.strip().splitlines()[0][:160], style="dim"))
         table.add_row(run_name(r.id, row.short_id, r.smoke, wide), r.recipe, state_text(r.state),
-                      f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics),
+                      f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics, "\n"),
                       cost_text(row.cost), Text("\n").join(notes) if notes else "")
     if not rows:
         table.add_row("(no runs)", "", "", "", "", "", "", "", "")

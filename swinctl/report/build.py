@@ -68,8 +68,10 @@ def build_report(
                                                     records, Path(runs_root)))
             import_recipes += unmatched
         for record in selected:
-            expectation = expectations.for_run(record.run_dir, record.recipe)
-            rows.append(sources.row_from_record(record, expectation, metrics, pick))
+            text = judging.read_recipe_yaml(record.run_dir)  # read once: expected values and resources
+            expectation = expectations.for_run(record.run_dir, record.recipe, text)
+            rows.append(sources.row_from_record(record, expectation, metrics, pick,
+                                                status.resources_of(record.run_dir, text) if text else {}))
             expectation_of[record.id] = expectation
         rows += _imported(import_dirs, list(dict.fromkeys(import_recipes)), expectations, metrics, pick, problems,
                           expectation_of)

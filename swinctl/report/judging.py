@@ -46,16 +46,14 @@ class Expectations:
         self._blocks: dict[str, list[Expectation]] = {}
         self._named: dict[str, Expected | None] = {}
 
-    def for_run(self, run_dir: Path | None, recipe: str | None) -> Expected | None:
-        if run_dir is not None:
-            try:
-                text = (run_dir / "recipe.yaml").read_text()
-            except OSError:
-                text = None
-            if text is not None:
-                found = self._from_text(text)
-                if found is not None:
-                    return found
+    def for_run(self, run_dir: Path | None, recipe: str | None, text: str | None = None) -> Expected | None:
+        """From the run's recipe.yaml (its `text` when already read), else from the recipe named."""
+        if text is None and run_dir is not None:
+            text = read_recipe_yaml(run_dir)
+        if text is not None:
+            found = self._from_text(text)
+            if found is not None:
+                return found
         return self.for_recipe(recipe)
 
     def for_recipe(self, name: str | None) -> Expected | None:
@@ -83,6 +81,13 @@ class Expectations:
             return self._blocks[key], float(tol.group(1)) if tol else 0.5
         data = _yaml_load(text)  # an unusual layout: read it all
         return _parse_expected(data.get("expected")), float(data.get("tolerance", 0.5))
+
+
+def read_recipe_yaml(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / "recipe.yaml").read_text()
+    except OSError:
+        return None
 
 
 def _yaml_load(text: str) -> dict:

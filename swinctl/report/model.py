@@ -199,12 +199,17 @@ class Report:
         return {"schema_version": SCHEMA_VERSION, **_plain(self)}
 
 
+_EXPORTED: dict[type, tuple[str, ...]] = {}  # a dataclass's fields that its JSON has
+
+
 def _plain(value):
     """Dataclasses -> dicts, recursively, without the internal fields (dataclasses.asdict deep-copies every leaf:
     ten times slower here)."""
-    names = getattr(value, "__dataclass_fields__", None)
-    if names is not None:
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value) if f.metadata.get("json", True)}
+    if hasattr(value, "__dataclass_fields__"):
+        names = _EXPORTED.get(type(value))
+        if names is None:
+            names = _EXPORTED[type(value)] = tuple(f.name for f in fields(value) if f.metadata.get("json", True))
+        return {name: _plain(getattr(value, name)) for name in names}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, dict):

@@ -97,8 +97,9 @@ def ledger_records(root: Path) -> list:
     return Ledger(root).list_runs()
 
 
-def row_from_record(record, expectation: Expected | None, metrics: list[str] | None, pick: str) -> RunRow:
-    """A report row from a ledger record and its work dir's logs."""
+def row_from_record(record, expectation: Expected | None, metrics: list[str] | None, pick: str,
+                    resources: dict | None = None) -> RunRow:
+    """A report row from a ledger record and its work dir's logs (`resources`: of its recipe.yaml, if read)."""
     log = results.read_work_dir(record.work_dir, train=False)
     problems = list(log.problems)
     flags = set(log.flags)
@@ -117,7 +118,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         executor=record.executor, gpus=record.gpus, elapsed_s=status.elapsed_s(record),
         gpu_hours=status.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
         progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
-        expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record),
+        expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record, resources),
     )
 
 
