@@ -181,3 +181,13 @@ def test_cli_status_all_and_report_fit(ledger_runs, width):
             "reproduced", "incomplete", "metric", "verdict", "bbox_mAP", "segm_mAP", "mIoU")
         for word in expected:
             assert word in words, (word, out)
+
+
+def test_one_set_of_run_state_names():
+    """The report judges, and the CLI colours, the ledger's states (plus the report's IMPORTED), no others."""
+    from swinctl.ledger import ACTIVE_STATES, FINAL_STATES
+    from swinctl.report import model
+
+    assert set(views.STATE_STYLES) == {*ACTIVE_STATES, *FINAL_STATES, model.IMPORTED}
+    assert model.ACTIVE == ACTIVE_STATES and set(model.ENDED_EARLY) == set(FINAL_STATES) - {"COMPLETED"}
+    assert set(model.VERDICTS) == set(model.Verdict.__args__)
