@@ -191,3 +191,18 @@ def test_one_set_of_run_state_names():
     assert set(views.STATE_STYLES) == {*ACTIVE_STATES, *FINAL_STATES, model.IMPORTED}
     assert model.ACTIVE == ACTIVE_STATES and set(model.ENDED_EARLY) == set(FINAL_STATES) - {"COMPLETED"}
     assert set(model.VERDICTS) == set(model.Verdict.__args__)
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_sweep_table_reads_whole(ledger_runs, width):
+    from swinctl import sweep
+
+    ledger = Ledger(ledger_runs.root)
+    records = [r for r in ledger.list_runs() if r.sweep == "lr"]
+    rows = [sweep.SweepRow(i, r.overrides, "sig", status.row(ledger, r), False) for i, r in enumerate(records)]
+    rows.append(sweep.SweepRow(len(rows), ["optimizer.lr=1e-3"], "sig", None, False))
+    shorts = status.short_ids(r.id for r in ledger.list_runs())
+    text = assert_reads_whole([sweep.sweep_table(rows, title="lr", short_ids=shorts)], width)
+    assert all(shorts[r.id] in text.split() and r.id not in text for r in records)
+    assert "NOT CREATED" in text and "★" in text
+    assert all(r.id in render([sweep.sweep_table(rows, title="lr")], 250) for r in records)  # no short ids: full
