@@ -394,6 +394,8 @@ def report(
             fail(f"--format {fmt}: choose one of {', '.join(rp.FORMATS)}")
         if out is not None:
             rp.check_out(out, fmt)  # before anything is read or written
+        if plots is not None:
+            rp.check_plots_dir(plots)
         from swinctl.runs import runs_root as root_of
 
         built = rp.build_report(root_of(runs_root), list(selectors or []), metric=metric or None,

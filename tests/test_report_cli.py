@@ -142,6 +142,11 @@ def test_out_is_checked_before_anything_is_written(three_recipes, tmp_path, cli)
         assert len(lines) == 1 and "error:" in lines[0] and message in lines[0], result.stderr
         assert "Traceback" not in result.output
         assert not plots.exists() and list(folder.iterdir()) == [] and not (tmp_path / "missing").exists()
+    plots.write_text("not a directory")
+    result = cli("report", "--format", "html", "--out", str(folder / "r.html"), "--plots", str(plots),
+                 "--runs-root", str(runs.root))
+    assert result.exit_code == 2 and "--plots" in result.stderr and "is a file" in result.stderr
+    assert list(folder.iterdir()) == []
     rep = report.build_report(runs.root)
     with pytest.raises(report.ReportError, match="is a directory"):
         report.render(rep, "md", folder)

@@ -57,7 +57,7 @@ from swinctl.report.model import (
     SweepTable,
     json_schema,
 )
-from swinctl.report.plots import figures, save_plots
+from swinctl.report.plots import check_plots_dir, figures, save_plots
 from swinctl.report.render import check_out, render, rich_tables
 from swinctl.report.sources import make_row, row_from_import, row_from_record
 from swinctl.report.wandb_source import row_from_wandb, wandb_runs
@@ -68,6 +68,6 @@ __all__ = [
     "ABOVE", "BELOW", "COUNTED", "CSV_COLUMNS", "FORMATS", "INCOMPLETE", "NO_METRICS", "NO_REFERENCE", "REPRODUCED",
     "RUNNING", "SCHEMA_VERSION", "SMOKE", "VERDICTS", "Expectation", "Expectations", "GroupResult", "GroupRow",
     "MetricResult", "Reference", "Report", "ReportError", "RunRow", "SweepPoint", "SweepTable", "build_report",
-    "check_out", "compare", "figures", "json_schema", "make_row", "render", "rich_tables", "row_from_import",
-    "row_from_record", "row_from_wandb", "save_plots", "wandb_runs",
+    "check_out", "check_plots_dir", "compare", "figures", "json_schema", "make_row", "render", "rich_tables",
+    "row_from_import", "row_from_record", "row_from_wandb", "save_plots", "wandb_runs",
 ]

@@ -89,11 +89,17 @@ def _finish(ax) -> None:
         ax.legend(fontsize=7)
 
 
-def save_plots(report: Report, out_dir: Path | str) -> list[Path]:
-    """Write the learning-curve PNGs into `out_dir` (created if missing); returns their paths."""
+def check_plots_dir(out_dir: Path | str) -> Path:
+    """`out_dir` as a place for the PNGs (it may not exist yet), or one ReportError; nothing is created."""
     out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise ReportError(f"--plots {out_dir} is a file: give a directory for the PNGs")
+    return out_dir
+
+
+def save_plots(report: Report, out_dir: Path | str) -> list[Path]:
+    """Write the learning-curve PNGs into `out_dir` (created if missing); returns their paths."""
+    out_dir = check_plots_dir(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
