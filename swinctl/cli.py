@@ -29,12 +29,10 @@ app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 
-# Errors that carry a message for the user: printed as one line, exit code 2, no traceback.
-_USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, FileNotFoundError, KeyError)
-
-
 def fail(message: str, code: int = 2) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape  # the message quotes user input: `[unclosed` is not markup
+
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -47,10 +45,9 @@ class _Guard:
     def __exit__(self, kind, exc, tb):
         if exc is None or isinstance(exc, (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit)):
             return False
-        from swinctl.jobs import JobError
-        from swinctl.recipes import RecipeError
+        from swinctl.errors import UserError
 
-        if isinstance(exc, (RecipeError, JobError)) or type(exc).__name__ in ("CheckpointError", "ReportError"):
+        if isinstance(exc, UserError) or type(exc).__name__ == "ReportError":
             fail(str(exc))
         if isinstance(exc, KeyError):
             fail(f"not found: {exc.args[0]}")

@@ -22,6 +22,7 @@ from typing import Literal
 
 import submitit
 
+from swinctl.errors import UserError
 from swinctl.ledger import Ledger
 
 ExecutorKind = Literal["local", "slurm"]
@@ -29,7 +30,7 @@ _PACKAGES = {"mmdet": "mmdet", "mmseg": "mmsegmentation"}
 ERROR_TAIL_LINES = 30
 
 
-class JobError(RuntimeError):
+class JobError(UserError):
     """A job could not be prepared or submitted; the message says why."""
 
 

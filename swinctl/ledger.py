@@ -8,12 +8,15 @@ swinctl processes (a sweep, a watcher, the jobs themselves) write to one ledger 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
+
+from swinctl.errors import UserError
 
 LEDGER_FILE = "ledger.sqlite"
 
@@ -121,26 +124,73 @@ def _from_row(row: sqlite3.Row) -> RunRecord:
     return RunRecord(**values)
 
 
+class LedgerError(UserError):
+    """The runs root or its ledger cannot be used (a file, read-only, locked, corrupt); the message says why."""
+
+
+def _lock_timeout_s() -> float:
+    """How long to wait for another swinctl's write lock ($SWINCTL_LEDGER_TIMEOUT, default 30 s)."""
+    try:
+        return max(0.0, float(os.environ.get("SWINCTL_LEDGER_TIMEOUT", "30")))
+    except ValueError:
+        return 30.0
+
+
+def open_runs_root(runs_root: Path) -> Path:
+    """`runs_root` as a writable directory (created if missing), or one LedgerError that says what to change."""
+    hint = "pass --runs-root DIR or set SWINCTL_RUNS"
+    try:
+        if runs_root.exists() and not runs_root.is_dir():
+            raise LedgerError(f"runs root {runs_root} is a file, not a directory: {hint}")
+        runs_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # (also from exists(): a name too long for the filesystem)
+        raise LedgerError(f"cannot create the runs root {runs_root}: {exc.strerror or exc}; {hint}") from None
+    if not os.access(runs_root, os.W_OK | os.X_OK):
+        raise LedgerError(f"runs root {runs_root} is not writable (the ledger and run directories live there); "
+                          f"{hint}")
+    return runs_root
+
+
 class Ledger:
     """The sqlite record of runs under one runs root."""
 
     def __init__(self, runs_root: Path | str):
-        self.runs_root = Path(runs_root)
+        self.runs_root = open_runs_root(Path(runs_root))
         self.path = self.runs_root / LEDGER_FILE
-        self.runs_root.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and not self.path.is_file():
+            raise LedgerError(f"ledger {self.path} is not a file; move it aside")
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30.0, isolation_level=None)
+        timeout = _lock_timeout_s()
+        try:
+            db = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._error(exc, timeout) from None
         db.row_factory = sqlite3.Row
         try:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA busy_timeout=30000")
+            db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             yield db
+        except sqlite3.Error as exc:
+            raise self._error(exc, timeout) from None
         finally:
             db.close()
+
+    def _error(self, exc: sqlite3.Error, timeout: float) -> LedgerError:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            return LedgerError(f"ledger {self.path} stayed locked by another process for {timeout:g} s; retry when "
+                               "it is done (or raise SWINCTL_LEDGER_TIMEOUT)")
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return LedgerError(f"ledger {self.path} is damaged ({text}); move it aside and re-import the runs "
+                               "with `swinctl report --import DIR`")
+        if "readonly" in text or "unable to open" in text:
+            return LedgerError(f"ledger {self.path} cannot be written ({text}); check its permissions or pass "
+                               "--runs-root DIR")
+        return LedgerError(f"ledger {self.path}: {text}")
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import difflib
 import os
-import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from swinctl import trust
+from swinctl.errors import UserError
+from swinctl.yaml_io import YamlError, load_yaml, read_yaml_file
 
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe or an override is wrong; the message says what and how to fix it."""
 
 
@@ -148,6 +151,19 @@ class Resources(_Strict):
     setup: list[str] = []  # shell lines run before the job (module load ..., conda activate ...)
     max_requeues: int = Field(3, ge=0)
 
+    @model_validator(mode="after")
+    def _one_line_each(self) -> Resources:
+        # each of these becomes one line of an sbatch script: a newline would start a shell command of its own
+        for key in ("time_limit", "partition", "account", "qos", "constraint", "exclude"):
+            if getattr(self, key) is not None:
+                trust.check_one_line(getattr(self, key), f"resources.{key}")
+        for option, value in self.sbatch_args.items():
+            trust.check_sbatch_option(option)
+            trust.check_one_line(value, f"resources.sbatch_args.{option}")
+        for line in self.setup:
+            trust.check_one_line(line, "resources.setup line")
+        return self
+
 
 class Tracking(_Strict):
     project: str = "swinctl"
@@ -187,6 +203,17 @@ class Recipe(_Strict):
     smoke: Smoke = Smoke()
     config: dict[str, Any] = {}  # extra config keys, merged last
 
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, name: str) -> str:
+        return trust.check_name(name)  # it names the run's directory under the runs root
+
+    @model_validator(mode="after")
+    def _trusted_bases(self) -> Recipe:
+        for base in self.bases:
+            trust.check_base(base, self.codebase)
+        return self
+
     @property
     def task(self) -> str:
         return "detection" if self.codebase == "mmdet" else "segmentation"
@@ -224,11 +251,9 @@ def resolve_path(name_or_path: str | Path) -> Path:
 
 def _read_yaml(path: Path) -> dict:
     try:
-        data = load_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
-    except OSError as exc:
-        raise RecipeError(f"{path}: cannot read: {exc.strerror}") from None
+        data = read_yaml_file(path, "recipe")
+    except YamlError as exc:
+        raise RecipeError(str(exc)) from None
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping of keys (name, codebase, model, ...), "
                           f"found {type(data).__name__}")
@@ -248,7 +273,8 @@ def _field_names(model: type[BaseModel], loc: tuple) -> list[str]:
 
 
 def _explain(error: ValidationError, source: str) -> RecipeError:
-    first = error.errors()[0]
+    # an unknown key next to a missing one is usually a typo of it: name the typo first
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     loc = tuple(first["loc"])
     key = ".".join(str(p) for p in loc) or "(top level)"
     if first["type"] == "extra_forbidden":
@@ -258,6 +284,9 @@ def _explain(error: ValidationError, source: str) -> RecipeError:
         message = f"unknown key '{key}'{hint} (valid keys here: {', '.join(valid)})"
     elif first["type"] == "missing":
         message = f"missing required key '{key}'"
+    elif first["type"] == "value_error":  # our validators' own sentences, which name the value already
+        message = f"key '{key}': {first['msg'].removeprefix('Value error, ')}" if loc else \
+            first["msg"].removeprefix("Value error, ")
     else:
         message = f"key '{key}': {first['msg']} (got {first.get('input')!r})"
     more = len(error.errors()) - 1
@@ -292,34 +321,12 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise RecipeError(f"override '{text}' is not of the form dotted.key=value (e.g. optimizer.lr=2e-4)")
     try:
         value = load_yaml(raw) if raw.strip() else ""
-    except yaml.YAMLError:
-        raise RecipeError(f"override '{text}': the value is not a YAML scalar or list") from None
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "not YAML"
+        raise RecipeError(f"override '{text}': the value is not a YAML scalar or list ({problem})") from None
     if isinstance(value, dict):
         raise RecipeError(f"override '{text}': set one key at a time (a.b=1 a.c=2), not a mapping")
     return key, value
-
-
-class YamlLoader(yaml.SafeLoader):
-    """Safe YAML as researchers write it: `2e-4` is a float (YAML 1.1 wants `2.0e-4` and reads a string) and
-    `12:00:00` stays a string (YAML 1.1 reads base-60 numbers: 43200, a very different time limit)."""
-
-
-_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
-YamlLoader.yaml_implicit_resolvers = {
-    first: [(tag, rx) for tag, rx in resolvers if tag not in (_INT, _FLOAT)]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-YamlLoader.add_implicit_resolver(  # checked before the float pattern, which also matches plain integers
-    _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
-    list("-+0123456789"))
-YamlLoader.add_implicit_resolver(
-    _FLOAT, re.compile(r"^(?:[-+]?(?:[0-9][0-9_]*\.?[0-9_]*|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)"
-                       r"|\.(?:nan|NaN|NAN))$"),
-    list("-+0123456789."))
-
-
-def load_yaml(text: str) -> Any:
-    return yaml.load(text, Loader=YamlLoader)  # noqa: S506 - a SafeLoader
 
 
 def dotted_keys(node: Any, prefix: str = "", *, lists: bool = False) -> list[str]:

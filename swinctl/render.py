@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from mmengine.config import Config
 
+from swinctl import trust
 from swinctl.recipes import Recipe, RecipeError, dotted_keys, unknown_key_error
 
 WandbMode = Literal["auto", "online", "offline", "disabled"]
@@ -218,8 +219,10 @@ def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: lis
     cfg.merge_from_dict(optimizer_config(recipe))
     cfg.merge_from_dict(tracking_config(recipe, ctx))
     _resize_pipelines(cfg, recipe)
+    # the base configs' own imports (trusted: they come from the codebases) and swinctl's backbone
+    imports = list(cfg.get("custom_imports", {}).get("imports", []))
     cfg.merge_from_dict(dict(
-        custom_imports=dict(imports=["swinctl.models"], allow_failed_imports=False),
+        custom_imports=dict(imports=list(dict.fromkeys([*imports, "swinctl.models"])), allow_failed_imports=False),
         auto_scale_lr=dict(enable=False, base_batch_size=16),
     ))
     if recipe.seed is not None:
@@ -248,11 +251,19 @@ def _has_key(cfg: Config, key: str) -> bool:
 
 
 def apply_config_overrides(cfg: Config, items: list[tuple[str, Any]], where: str = "rendered config") -> None:
-    """Set existing dotted keys of `cfg` (list items by index: `param_scheduler.1.milestones`)."""
+    """Set existing dotted keys of `cfg` (list items by index: `param_scheduler.1.milestones`); keys and values
+    that would make MMEngine import or execute something are refused (`trust.check_config_item`)."""
     for key, value in items:
+        try:
+            trust.check_config_item(key, value)
+        except trust.UntrustedInput as exc:
+            raise RecipeError(f"{exc} (in the {where})") from None
         if not _has_key(cfg, key):
             raise unknown_key_error(key, config_keys(cfg), where)
-        cfg.merge_from_dict({key: value}, allow_list_keys=True)
+        try:
+            cfg.merge_from_dict({key: value}, allow_list_keys=True)
+        except (TypeError, KeyError) as exc:  # e.g. a mapping onto a value that is not one (`_delete_: true` fixes)
+            raise RecipeError(f"config key '{key}' (in the {where}): {exc.args[0] if exc.args else exc}") from None
 
 
 def signature(cfg: Config, world_size: int = 1) -> str:

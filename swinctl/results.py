@@ -49,6 +49,8 @@ NO_METRICS = "no_metrics"  # no validation or test metrics (yet)
 NO_TRAIN = "no_train"  # metrics but no training lines (a val/test-only run or a lost train log)
 TRUNCATED = "truncated"  # a partial last line or lines that are not JSON
 INCOMPLETE = "incomplete"  # the logs stop before the schedule's end (still running, or killed)
+DIVERGED = "diverged"  # the last validation logged NaN or Infinity for a metric
+UNREADABLE = "unreadable"  # a log file that is binary or damaged throughout (no line is JSON)
 
 _COCO = frozenset(COCO_METRICS)
 _SEG = frozenset(SEG_METRICS)
@@ -147,6 +149,7 @@ class RunLog:
     files: list[Path] = field(default_factory=list)  # the logs that were read, oldest first
     has_train: bool = False  # any train line was seen (also when `train` was not loaded)
     empty_vals: int = 0  # validations that logged no metric at all (when none did)
+    diverged: list[str] = field(default_factory=list)  # metrics the last validation logged as NaN/Infinity
 
     def final_metrics(self) -> dict[str, float]:
         """The run's result: the test metrics when there are any, else the last validation."""
@@ -274,6 +277,28 @@ def _note_bad(log: RunLog, path: Path, bad: int) -> None:
         log.note(TRUNCATED, f"{path.name}: skipped {what} not JSON (damaged or cut off)")
 
 
+def _nonfinite(raw: Mapping[str, object]) -> list[str]:
+    """Known metrics of a logged line whose value is NaN or Infinity (normalise_metrics leaves them out)."""
+    out = []
+    for key, value in raw.items():
+        if value.__class__ is float and not math.isfinite(value):
+            kind = _KEY_KIND.get(key)
+            if kind is None:
+                kind = _KEY_KIND[key] = _key_kind(key)
+            if kind:
+                out.append(kind[0])
+    return out
+
+
+def _unreadable(data: bytes, log: RunLog, path: Path) -> bool:
+    """A file none of whose first lines is a JSON object: binary or damaged, not a log. Flags it."""
+    lines = [line for line in data[:65536].split(b"\n")[:8] if line.strip()]
+    if not lines or any(isinstance(_loads(line), dict) for line in lines):
+        return False
+    log.note(UNREADABLE, f"{path}: binary or damaged throughout, not a log (no line is JSON); skipped")
+    return True
+
+
 @dataclass(slots=True)
 class _Segment:
     """What one log file holds, before merging."""
@@ -284,6 +309,7 @@ class _Segment:
     has_train: bool
     progress: Progress | None = None  # from the last train line, for work dirs without a text log
     empty_vals: int = 0  # validation lines without any metric (counted only when no validation has one)
+    last_nonfinite: list[str] | None = None  # None: no validation line; []: the last one was finite
 
 
 # ---------------------------------------------------------------------------------------------- mmengine
@@ -324,6 +350,7 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
     first_train_iter = _int_field(data[slice(*_line_at(data, first))], b"iter") if has_train else None
 
     val: list[ValPoint] = []
+    last_nonfinite: list[str] | None = None
     for start, end in spans:
         parsed = _loads(data[start:end])
         if parsed is None:
@@ -332,6 +359,7 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
         if "iter" in parsed:  # a train line that merely mentions a metric-like key
             continue
         metrics = normalise_metrics(parsed, "mmengine")
+        last_nonfinite = _nonfinite(parsed)
         if not metrics:
             continue
         before = _line_before(data, start, b'"iter"') if has_train else None
@@ -352,7 +380,7 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
         last = _line_before(data, len(data) + 1, b'"iter"')
         if last is not None:
             progress = Progress(iter=_int_field(last, b"iter") or 0, total=None, epoch=_int_field(last, b"epoch"))
-    return _Segment(train, val, first_train_iter, has_train, progress, empty)
+    return _Segment(train, val, first_train_iter, has_train, progress, empty, last_nonfinite)
 
 
 def _mmengine_dirs(work_dir: Path) -> list[Path]:
@@ -373,7 +401,8 @@ def _read_mmengine(log: RunLog, dirs: list[Path], with_train: bool, ipe: int | N
             data = _read(scalars)
         if data is not None:
             log.files.append(scalars)
-            segments.append(_scan_mmengine(data, log, scalars, with_train, ipe))
+            if not _unreadable(data, log, scalars):
+                segments.append(_scan_mmengine(data, log, scalars, with_train, ipe))
         test_file = ts_dir / f"{ts_dir.name}.json"
         test_data = _read(test_file)
         if test_data is not None:
@@ -400,6 +429,8 @@ def _merge(log: RunLog, segments: list[_Segment]) -> None:
         log.train.extend(seg.train)
         log.progress = seg.progress or log.progress
         log.empty_vals += seg.empty_vals
+        if seg.last_nonfinite is not None:  # the newest file with a validation decides
+            log.diverged = seg.last_nonfinite
         for point in seg.val:  # a repeated validation of the same weights: the later one wins
             val.pop((point.iter, point.epoch), None)
             val[(point.iter, point.epoch)] = point
@@ -424,7 +455,8 @@ def _read_mmcv1(log: RunLog, files: list[Path], with_train: bool, ipe: int | Non
         if data is None:
             continue
         log.files.append(path)
-        segments.append(_scan_mmcv1(data, log, path, with_train, ipe))
+        if not _unreadable(data, log, path):
+            segments.append(_scan_mmcv1(data, log, path, with_train, ipe))
     _merge(log, segments)
 
 
@@ -479,6 +511,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
     first_train_iter = global_iter(data[slice(*_line_at(data, first))]) if has_train else None
 
     val: list[ValPoint] = []
+    last_nonfinite: list[str] | None = None
     for start, end in _metric_lines(data, body, (b'"val"',)):
         parsed = _loads(data[start:end])
         if parsed is None:
@@ -487,6 +520,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
         if parsed.get("mode") != "val":
             continue
         metrics = normalise_metrics(parsed, "mmcv1")
+        last_nonfinite = _nonfinite(parsed)
         if not metrics:
             continue
         epoch = _int(parsed.get("epoch"))
@@ -511,7 +545,7 @@ def _scan_mmcv1(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: int
             total = max_epochs * ipe if ipe else None
         progress = Progress(iter=global_iter(last), total=total, epoch=_int_field(last, b"epoch") if by_epoch else None,
                             max_epochs=max_epochs, iters_per_epoch=ipe if by_epoch else None)
-    return _Segment(train, val, first_train_iter, has_train, progress, empty)
+    return _Segment(train, val, first_train_iter, has_train, progress, empty, last_nonfinite)
 
 
 _MMCV1_TRAIN = re.compile(rb'"mode": "train", "epoch": (\d+), "iter": (\d+)')
@@ -713,6 +747,10 @@ def read_work_dir(path: Path | str, *, train: bool = True) -> RunLog:
 
 def _judge(log: RunLog) -> None:
     p = log.progress
+    if log.diverged:
+        names = ", ".join(dict.fromkeys(log.diverged))
+        log.note(DIVERGED, f"the last validation logged {names} as NaN or Infinity: training diverged (lower the "
+                           "learning rate, clip gradients, or check the data)")
     if not log.val and not log.test_metrics:
         if log.empty_vals:
             n = log.empty_vals

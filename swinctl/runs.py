@@ -8,6 +8,7 @@ nothing behind; the ledger row is written before submission, so a submitted job 
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -21,9 +22,11 @@ from swinctl.jobs import JobSpec, Resources
 from swinctl.ledger import Ledger, RunRecord
 from swinctl.recipes import Recipe, RecipeError
 
-# torch >= 2.6 loads checkpoints weights-only by default; mmengine 0.10.7's checkpoints pickle its HistoryBuffer,
-# so resuming and testing need the full loader (the checkpoints are the job's own).
-JOB_ENV = {"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+# Every torch.load in a job is weights-only, even one that asks for weights_only=False (mmengine's URL loader,
+# torch.hub): a checkpoint is data, never code. MMEngine's own types are allowed by swinctl.models.safe_load.
+JOB_ENV = {"WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1", "TORCH_FORCE_WEIGHTS_ONLY_LOAD": "1"}
+WANDB_MODES = ("auto", "online", "offline", "disabled")
+_URL = re.compile(r"[a-z][a-z0-9+.-]*://")  # http://, s3://, open-mmlab://, torchvision://: loaded in the job
 
 DATA_CHECKS = {
     "coco": ("annotations/instances_train2017.json", "COCO"),
@@ -51,6 +54,47 @@ def resolve_executor(requested: str) -> Literal["local", "slurm"]:
     if requested not in ("local", "slurm"):
         raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
     return requested  # type: ignore[return-value]
+
+
+def check_wandb_mode(mode: str) -> str:
+    if mode not in WANDB_MODES:
+        raise RecipeError(f"--wandb {mode}: choose one of {', '.join(WANDB_MODES)}")
+    return mode
+
+
+def checkpoint_refs(cfg, checkpoint: Path | None = None) -> list[tuple[str, str, str]]:
+    """(what, path, role) of every local checkpoint the job will load: `--checkpoint`, `load_from` and the
+    models' Pretrained init_cfgs ('backbone' role under a backbone). URLs and hub names are loaded weights-only in
+    the job; local files are checked before it is queued."""
+    refs = [("--checkpoint", str(checkpoint), "model")] if checkpoint is not None else []
+    if cfg.get("load_from"):
+        refs.append(("load_from", str(cfg["load_from"]), "model"))
+
+    def walk(node, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "Pretrained" and isinstance(node.get("checkpoint"), str):
+                refs.append((f"{where}.checkpoint", node["checkpoint"], "backbone" if "backbone" in where else "model"))
+            for key, value in node.items():
+                walk(value, f"{where}.{key}")
+        elif isinstance(node, (list, tuple)):
+            for i, value in enumerate(node):
+                walk(value, f"{where}.{i}")
+
+    walk(cfg.to_dict().get("model", {}), "model")
+    return [ref for ref in refs if not _URL.match(ref[1])]
+
+
+def check_checkpoints(refs: list[tuple[str, str, str]]) -> None:
+    """Each local checkpoint exists, reads weights-only and has its role's layout, before anything is written."""
+    if not refs:
+        return
+    from swinctl.models.checkpoints import CheckpointError, check_checkpoint
+
+    for what, path, role in refs:
+        try:
+            check_checkpoint(Path(path).expanduser(), role)
+        except CheckpointError as exc:
+            raise RecipeError(f"{what}: {exc}") from None
 
 
 def require_submitter(executor: str) -> None:
@@ -171,11 +215,12 @@ def prepare(
 ) -> PreparedRun:
     from swinctl import render
 
+    check_wandb_mode(wandb)
     recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
     if not smoke:
         check_data(recipe)
-    if kind == "test" and (checkpoint is None or not Path(checkpoint).is_file()):
-        raise RecipeError(f"checkpoint not found: {checkpoint} (pass --checkpoint PATH to a .pth file)")
+    if kind == "test" and checkpoint is None:
+        raise RecipeError("a test needs --checkpoint PATH (a .pth file of a trained detector or segmentor)")
     resources = resources_of(recipe)
     chosen = resolve_executor(executor)
     base = runs_root(root)
@@ -184,6 +229,7 @@ def prepare(
     ctx = render.RunContext(run_id=run_id, run_dir=run_dir, group=sweep or recipe.name,
                             tags=("smoke",) if smoke else (), wandb=wandb)  # type: ignore[arg-type]
     cfg = render.render(recipe, ctx, config_overrides)
+    check_checkpoints(checkpoint_refs(cfg, checkpoint))
     spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg, resources.world_size),
@@ -203,10 +249,18 @@ def record_of(prepared: PreparedRun) -> RunRecord:
 def materialize(prepared: PreparedRun) -> RunRecord:
     """Write the run directory (resolved recipe, config) and its ledger row."""
     spec = prepared.spec
-    spec.run_dir.mkdir(parents=True, exist_ok=False)
-    (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
-    spec.config.write_text(prepared.config_text)
-    return Ledger(spec.runs_root).add(record_of(prepared))
+    ledger = Ledger(spec.runs_root)  # a runs root or ledger that cannot be used fails here, before any write
+    try:
+        spec.run_dir.mkdir(parents=False, exist_ok=False)
+    except OSError as exc:
+        raise RecipeError(f"cannot create the run directory {spec.run_dir}: {exc.strerror or exc}") from None
+    try:
+        (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
+        spec.config.write_text(prepared.config_text)
+        return ledger.add(record_of(prepared))
+    except BaseException:
+        shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
+        raise
 
 
 def launch(prepared: PreparedRun):

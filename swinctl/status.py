@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from swinctl import results
+from swinctl.errors import UserError
 from swinctl.ledger import Ledger, RunRecord
 
 # SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
@@ -280,14 +281,37 @@ def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> l
     return [row(ledger, record, shorts.get(record.id)) for record in select(ledger, selectors, everything)]
 
 
+class SelectionError(UserError):
+    """A run selector that matches nothing, or more than a verb may act on."""
+
+
 def one(ledger: Ledger, selector: str) -> RunRecord:
+    """The one run whose id is `selector` or starts with it; no match, an empty or an ambiguous selector is an
+    error (verbs that act on a run never guess)."""
+    if not selector.strip():
+        raise SelectionError("an empty run id selects nothing: give a run id or a unique prefix of one "
+                             "(`swinctl status --all` lists them)")
     found = ledger.find(selector)
     if not found:
-        raise KeyError(f"no run '{selector}' in {ledger.path}")
+        raise SelectionError(f"no run '{selector}' in {ledger.path} (`swinctl status --all` lists the runs)")
     if len(found) > 1:
-        names = ", ".join(r.id for r in found[:5])
-        raise KeyError(f"'{selector}' matches {len(found)} runs ({names}...): give more of the id")
+        names = ", ".join(r.id for r in found[:3])
+        more = f" and {len(found) - 3} more" if len(found) > 3 else ""
+        raise SelectionError(f"'{selector}' matches {len(found)} runs ({names}{more}): give more of the id")
     return found[0]
+
+
+def cancel_targets(ledger: Ledger, selectors: list[str]) -> list[RunRecord]:
+    """The runs `cancel` acts on: each selector is one run (id or unique prefix) or a sweep by its name. All are
+    resolved before anything is cancelled, so one bad selector cancels nothing."""
+    chosen: dict[str, RunRecord] = {}
+    for sel in selectors:
+        runs = ledger.list_runs(sweep=sel) if sel.strip() else []
+        if not runs and sel.strip() and ledger.list_runs(recipe=sel):
+            raise SelectionError(f"'{sel}' is a recipe, which may have many runs: cancel takes run ids or sweep "
+                                 f"names (`swinctl status {sel}` lists its runs)")
+        chosen.update((r.id, r) for r in (runs or [one(ledger, sel)]))
+    return sorted(chosen.values(), key=lambda r: r.created_at)
 
 
 def log_path(record: RunRecord, task: int = 0, stderr: bool = False) -> Path | None:
@@ -326,7 +350,7 @@ def read_log(path: Path, follow: bool = False, until: Callable[[], bool] = lambd
 
 def cancel(ledger: Ledger, selectors: list[str]) -> list[tuple[RunRecord, str]]:
     outcomes = []
-    for record in select(ledger, selectors):
+    for record in cancel_targets(ledger, selectors):
         record = refresh(ledger, record)
         if not record.is_active:
             outcomes.append((record, f"already {record.state.lower()}"))

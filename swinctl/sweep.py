@@ -44,15 +44,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from swinctl import recipes
+from swinctl import recipes, trust
 from swinctl.recipes import RecipeError
+from swinctl.yaml_io import YamlError, read_yaml_file
 
 SWEEPS_DIR = "sweeps"  # RUNS_ROOT/sweeps/<name>/submitit holds a sweep's array logs
 # Tests: SIGKILL this process right before sbatch (points recorded, nothing submitted) or right after it returns
 # (job submitted, its ids not recorded): the two windows crash recovery must close.
 KILL_BEFORE_SBATCH = "SWINCTL_TEST_KILL_BEFORE_SBATCH"
 KILL_AFTER_SBATCH = "SWINCTL_TEST_KILL_AFTER_SBATCH"
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 _TEMPLATE_ID = "__swinctl_sweep_point__"
 _TAGS_MARK = "__swinctl_point_tags__"
 
@@ -333,17 +333,19 @@ def is_sweep_file(ref: str) -> bool:
     if path.suffix not in (".yaml", ".yml") or not path.is_file():
         return False
     try:
-        data = recipes.load_yaml(path.read_text())
-    except (yaml.YAMLError, OSError):
-        return False
+        data = read_yaml_file(path, "sweep")
+    except YamlError as exc:  # a recipe file or a sweep file, it cannot be read: say why
+        raise SweepError(str(exc).replace("sweep file", "sweep or recipe file")) from None
     return isinstance(data, dict) and "recipe" in data and "codebase" not in data
 
 
 def _read_sweep_file(path: Path) -> SweepFile:
     try:
-        data = recipes.load_yaml(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SweepError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml_file(path, "sweep")
+    except YamlError as exc:
+        raise SweepError(str(exc)) from None
+    if not isinstance(data, dict):
+        raise SweepError(f"{path}: a sweep file is a YAML mapping (recipe, grid, ...), found {type(data).__name__}")
     try:
         return SweepFile.model_validate(data)
     except ValidationError as exc:
@@ -469,8 +471,8 @@ def load_space(
     if not owners or set(owners.values()) == {"--tie"}:
         raise SweepError("nothing to sweep: give --grid, --zip, --random with --param, or --seeds "
                          "(or grid/zip/random/seeds sections in a sweep file)")
-    if name is not None and not _NAME.fullmatch(name):
-        raise SweepError(f"sweep name '{name}': use letters, digits, '.', '_' and '-' (at most 80 characters)")
+    if name is not None and not trust.SAFE_NAME.fullmatch(name):
+        raise SweepError(f"sweep name '{name}': {trust.SAFE_NAME_RULE}")
     if max_parallel is not None and max_parallel <= 0:
         raise SweepError(f"--max-parallel {max_parallel}: allow at least one point at a time")
     return Space(recipe=recipe, name=name, sets=tuple(all_sets), smoke=smoke, grid=sections["grid"], zip=zips,
@@ -741,6 +743,7 @@ class _Variant:
 
         overrides = [*space.sets, *recipe_items]
         # The checks `runs.prepare` makes, once per variant (rendering twice would double the sweep's start-up).
+        runs.check_wandb_mode(wandb)
         recipe, config_items = runs.resolve_recipe(space.recipe, overrides, space.smoke)
         if not space.smoke:
             runs.check_data(recipe)
@@ -752,6 +755,7 @@ class _Variant:
         ctx = render.RunContext(run_id=_TEMPLATE_ID, run_dir=self.template_dir, group=name,
                                 tags=(("smoke",) if space.smoke else ()) + (_TAGS_MARK,), wandb=wandb)
         self.config = render.render(recipe, ctx, config_items)
+        runs.check_checkpoints(runs.checkpoint_refs(self.config))
         self.config_keys = config_keys
         marked = copy.deepcopy(self.config)
         if config_keys:
@@ -801,8 +805,8 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     root = runs.runs_root(root)
     base, _ = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
     name = space.name or space.default_name(base.name)
-    if not _NAME.fullmatch(name):
-        raise SweepError(f"sweep name '{name}': use letters, digits, '.', '_' and '-' (at most 80 characters)")
+    if not trust.SAFE_NAME.fullmatch(name):
+        raise SweepError(f"sweep name '{name}': {trust.SAFE_NAME_RULE}")
     values_list = space.points(base.seed)
     run_ids: set[str] = set()
 

@@ -15,15 +15,20 @@ from swinctl.ledger import Ledger
 pytestmark = pytest.mark.slow
 
 
-def _invoke(root, *args):
-    env = {**os.environ, "SWINCTL_RUNS": str(root), "COLUMNS": "200"}
+# A W&B key in the environment of the run (offline: never sent anywhere) that must not be written under the runs root.
+SECRET = "5ec2e7ab" * 5
+
+
+def _invoke(root, *args, env=None):
+    env = {**os.environ, "SWINCTL_RUNS": str(root), "COLUMNS": "200", **(env or {})}
     return CliRunner().invoke(app, [str(a) for a in args], env=env)
 
 
 @pytest.fixture(scope="module")
 def maskrcnn_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
-    result = _invoke(root, "run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--wandb", "offline", "--wait")
+    result = _invoke(root, "run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--wandb", "offline", "--wait",
+                     env={"WANDB_API_KEY": SECRET})
     assert result.exit_code == 0, result.output
     [record] = Ledger(root).list_runs()
     return root, record, result.output
@@ -42,6 +47,13 @@ def test_maskrcnn_smoke_trains_and_evaluates_with_pycocotools(maskrcnn_run):
     assert (record.run_dir / "recipe.yaml").is_file()
     events = [e.kind for e in Ledger(root).events(record.id)]
     assert events[:2] == ["created", "submitted"] and events[-1] == "state"
+
+
+def test_the_wandb_key_is_in_no_file_under_the_runs_root(maskrcnn_run):
+    root, _, _ = maskrcnn_run
+    files = [p for p in root.rglob("*") if p.is_file()]
+    assert len(files) > 10  # config, logs, checkpoints, the offline W&B run
+    assert [p for p in files if SECRET.encode() in p.read_bytes()] == []
 
 
 def test_smoke_run_logged_to_wandb_offline(maskrcnn_run):

@@ -19,6 +19,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from swinctl.errors import UserError
+
 FORMAT_VERSION = 2
 
 # The 80 COCO categories with their official (non-contiguous) ids, all declared as in the real annotation files so
@@ -131,7 +133,7 @@ _WRITERS = {"coco": _write_coco, "ade20k": _write_ade20k}
 def ensure(kind: str, root: Path | None = None, spec: DemoSpec | None = None) -> Path:
     """The demo set of `kind` under `root`, generated on first use. Returns its data root."""
     if kind not in _WRITERS:
-        raise ValueError(f"unknown demo dataset '{kind}': choose one of {', '.join(_WRITERS)}")
+        raise UserError(f"unknown demo dataset '{kind}': choose one of {', '.join(_WRITERS)} (or all)")
     spec = spec or DemoSpec(kind)
     root = Path(root) if root is not None else default_root()
     target = root / f"demo-{kind}-v{FORMAT_VERSION}-{spec.train_images}x{spec.size[0]}-s{spec.seed}"

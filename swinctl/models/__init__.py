@@ -10,6 +10,7 @@ from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+from .safe_load import allow_mmengine_checkpoints
 from .swin import SwinTransformer
 from .wrappers import CPUDistributedDataParallel
 
@@ -18,5 +19,7 @@ MODELS.register_module(module=SwinTransformer)
 MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope='swinctl',
                           locations=['swinctl.models'])
 MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
+# Every swinctl config imports this package, so jobs read MMEngine's checkpoints weights-only (safe_load).
+allow_mmengine_checkpoints()
 
 __all__ = ['MODELS', 'MODEL_WRAPPERS', 'SwinTransformer', 'CPUDistributedDataParallel']

@@ -30,6 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..errors import UserError
+from . import safe_load
 from .swin import relative_position_index
 
 LAYOUTS = ('official', 'mmdet', 'timm')
@@ -50,7 +52,7 @@ _WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DistributedDataParallel, torch.
 _UNFOLD_ORDER = [0, 2, 1, 3]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A file or state dict that is not a readable Swin Transformer checkpoint (message is one line)."""
 
 
@@ -98,9 +100,14 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """torch.load (weights only) or safetensors; every failure becomes a one-line CheckpointError."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f'{path}: no such file')
-    with path.open('rb') as handle:
-        head = handle.read(8)
+        raise CheckpointError(f'{path}: no such file' + (' (a directory)' if path.is_dir() else ''))
+    try:
+        with path.open('rb') as handle:
+            head = handle.read(8)
+    except OSError as error:
+        raise CheckpointError(f'{path}: cannot read: {error.strerror or error}') from error
+    if not head:
+        raise CheckpointError(f'{path}: is empty (0 bytes); was it copied completely?')
     if path.suffix == '.safetensors':
         try:
             from safetensors.torch import load_file
@@ -111,18 +118,39 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         except Exception as error:  # safetensors raises its own SafetensorError for damaged files
             raise CheckpointError(f'{path}: not a readable safetensors file ({_first_line(error)})') from error
     try:
-        checkpoint = torch.load(path, map_location='cpu', weights_only=True)
+        checkpoint = safe_load.load(path, mmap=head.startswith(b'PK'))  # mmap: a 1 GB file costs no copy
     except Exception as error:
         if 'Weights only load failed' in str(error) and head.startswith(b'PK'):
+            named = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(error))
+            what = f'Unsupported global {named.group(1)}' if named else _first_line(error, 'refused')
             raise CheckpointError(
-                f'{path}: holds Python objects besides tensors that swinctl will not unpickle '
-                f'({_first_line(error, "Unsupported global")}); re-save just its state_dict'
+                f'{path}: holds Python objects besides tensors that swinctl will not unpickle ({what}); '
+                're-save just its state_dict'
             ) from error
         kind = 'a damaged or truncated torch checkpoint' if head.startswith(b'PK') else 'not a torch checkpoint'
         raise CheckpointError(f'{path}: {kind} ({_first_line(error)})') from error
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f'{path}: holds a {type(checkpoint).__name__}, not a checkpoint dict')
     return checkpoint
+
+
+def check_checkpoint(path: str | Path, role: str = 'model') -> str:
+    """Before a job is queued: `path` reads weights-only and holds what `role` needs. Returns a one-line summary.
+
+    role 'model': a full detector/segmentor state dict (`--checkpoint`, `load_from`); 'backbone': Swin backbone
+    weights of any layout (a backbone's `pretrained`).
+    """
+    checkpoint = read_checkpoint(path)
+    try:
+        tensors, _ = _unwrap(checkpoint)
+        backbone, _, source = _split_backbone(tensors)
+        layout = _detect(backbone) if role == 'backbone' else None
+    except CheckpointError as error:
+        raise CheckpointError(f'{path}: {error}') from None
+    if role == 'model' and source != 'detector/segmentor':
+        raise CheckpointError(f'{path}: holds {len(tensors)} tensors but no backbone.* keys, so it is not a '
+                              'detector/segmentor checkpoint; for backbone weights set model.backbone.pretrained')
+    return f'{len(tensors)} tensors' + (f', {layout} layout ({source})' if layout else '')
 
 
 def _first_line(error: BaseException, containing: str | None = None) -> str:
