@@ -47,7 +47,7 @@ class _Guard:
             return False
         from swinctl.errors import UserError
 
-        if isinstance(exc, UserError) or type(exc).__name__ == "ReportError":
+        if isinstance(exc, UserError):
             fail(str(exc))
         if isinstance(exc, KeyError):
             fail(f"not found: {exc.args[0]}")

@@ -268,7 +268,7 @@ def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> li
         chosen, unmatched = match(runs, selectors)
         if unmatched:
             names = ", ".join(f"'{s}'" for s in unmatched)
-            raise KeyError(f"no run id, short id, sweep or recipe {names} in {ledger.path}")
+            raise SelectionError(f"no run id, short id, sweep or recipe {names} in {ledger.path}")
         return sorted(chosen, key=lambda r: r.created_at)
     if everything:
         return runs
@@ -292,6 +292,8 @@ def one(ledger: Ledger, selector: str) -> RunRecord:
         raise SelectionError("an empty run id selects nothing: give a run id or a unique prefix of one "
                              "(`swinctl status --all` lists them)")
     found = ledger.find(selector)
+    if not found and _SHORT_ID.fullmatch(selector):  # the short ids tables show
+        found = [r for r in ledger.list_runs() if selector in _tails(r.id)]
     if not found:
         raise SelectionError(f"no run '{selector}' in {ledger.path} (`swinctl status --all` lists the runs)")
     if len(found) > 1:

@@ -49,7 +49,7 @@ def files(tmp_path_factory) -> Path:
     detector = {f"backbone.{k}": v for k, v in backbone.items()} | {"decode_head.conv_seg.weight": torch.zeros(2, 2)}
     torch.save({"state_dict": detector, "meta": {"iter": 1}}, d / "model.pth")
     torch.save({"state_dict": detector, "evil": Evil(marker)}, d / "evil.pth")
-    torch.save({"state_dict": detector, "write": getattr(np.ndarray, "tofile")}, d / "getattr.pth")
+    torch.save({"state_dict": detector, "write": np.ndarray.tofile}, d / "getattr.pth")
     torch.save(backbone, d / "backbone.pth")
     torch.save({"conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)}, d / "resnet.pth")
     torch.save([1, 2, 3], d / "list.pth")
@@ -249,6 +249,13 @@ CASES = [
     Case("convert-text", ["convert-checkpoint", "{f}/text.pth", "{w}/out.pth"], "not a torch checkpoint"),
     Case("convert-truncated", ["convert-checkpoint", "{f}/truncated.pth", "{w}/out.pth"], "damaged or truncated"),
     Case("convert-resnet", ["convert-checkpoint", "{f}/resnet.pth", "{w}/out.pth"], "not a Swin Transformer"),
+    Case("convert-dst-dir", ["convert-checkpoint", "{f}/backbone.pth", "{f}/dir.pth"], "is a directory"),
+    Case("convert-dst-is-src", ["convert-checkpoint", "{f}/backbone.pth", "{f}/backbone.pth"],
+         "is the source checkpoint"),
+    Case("convert-dst-same-file", ["convert-checkpoint", "{f}/backbone.pth", "{f}/./backbone.pth"],
+         "is the source checkpoint"),
+    Case("convert-dst-under-file", ["convert-checkpoint", "{f}/backbone.pth", "{f}/a-file/out.pth"],
+         "is a file, not a directory"),
     Case("convert-bad-target", ["convert-checkpoint", "{f}/backbone.pth", "{w}/out.pth", "--to", "timm"],
          "--to timm: choose swinctl or mmdet"),
     # ------------------------------------------------------------------ --set syntax
@@ -319,6 +326,15 @@ CASES = [
     Case("logs-empty", ["logs", ""], "an empty run id selects nothing", runs=2),
     Case("logs-ambiguous", ["logs", "demo"], "matches 2 runs", runs=2),
     Case("logs-unknown", ["logs", "nope"], "no run 'nope'"),
+    Case("status-empty", ["status", ""], "no run id, short id, sweep or recipe ''", runs=2),
+    Case("status-unknown", ["status", "nope"], "no run id, short id, sweep or recipe 'nope'"),
+    Case("report-out-dir", ["report", "--out", "{f}/dir.pth", "--format", "html"], "{f}/dir.pth"),
+    Case("report-out-missing-dir", ["report", "--out", "{w}/no/such/dir/r.html", "--format", "html"],
+         "{w}/no/such/dir"),
+    Case("report-out-under-file", ["report", "--out", "{f}/a-file/r.md", "--format", "md"], "a-file"),
+    Case("report-import-missing", ["report", "--import", "{w}/nowhere"], "{w}/nowhere"),
+    Case("report-format-bogus", ["report", "--format", "pdf"], "pdf"),
+    Case("report-source-bogus", ["report", "--source", "s3"], "s3"),
     Case("report-best-last", ["report", "--best", "--last"], "--best and --last exclude each other"),
 ]
 
@@ -464,3 +480,51 @@ def test_a_job_refuses_a_crafted_checkpoint_it_downloads(tmp_path, files, monkey
     assert not (files / "PWNED").exists(), "the job unpickled the crafted checkpoint"
     stderr = "".join(p.read_text() for p in (record.run_dir / "submitit").glob("*_log.err"))
     assert "Unsupported global" in stderr and "exec" in stderr
+
+
+# ---------------------------------------------------------------------------------------------- logs that lie
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs" / "mmengine"
+
+
+def _diverged_copy(tmp_path: Path) -> Path:
+    """A real MMEngine work dir whose last validation logged NaN (json.dump writes NaN, json.loads reads it)."""
+    work = tmp_path / "det_diverged"
+    shutil.copytree(FIXTURES / "det_epoch", work)
+    [scalars] = work.glob("*/vis_data/scalars.json")
+    with scalars.open("a") as out:
+        out.write('{"lr": 0.04, "loss": NaN, "epoch": 4, "iter": 26, "step": 26}\n'
+                  '{"coco/bbox_mAP": NaN, "coco/segm_mAP": NaN, "data_time": 0.0003, "time": 0.001, "step": 4}\n')
+    return work
+
+
+def test_a_nan_last_validation_is_divergence_not_silence(tmp_path, cli, runs_root):
+    from swinctl import results
+
+    work = _diverged_copy(tmp_path)
+    log = results.read_work_dir(work)
+    assert results.DIVERGED in log.flags and log.diverged == ["bbox_mAP", "segm_mAP"]
+    assert any("NaN or Infinity" in p for p in log.problems)
+    healthy = results.read_work_dir(FIXTURES / "det_epoch")
+    assert results.DIVERGED not in healthy.flags
+    result = cli("report", "--import", work, "--format", "json")
+    assert result.exit_code == 0, result.output
+    import json
+
+    [run] = json.loads(result.stdout)["runs"]
+    assert {r["verdict"] for r in run["results"]} == {"diverged"}
+    assert "diverged" in cli("report", "--import", work).stdout
+
+
+def test_a_directory_of_binary_garbage_is_flagged_unreadable(tmp_path, cli, runs_root):
+    from swinctl import results
+
+    work = tmp_path / "garbage"
+    (work / "20260101_000000" / "vis_data").mkdir(parents=True)
+    (work / "20260101_000000" / "vis_data" / "scalars.json").write_bytes(os.urandom(8192).replace(b"\n", b"\x00"))
+    (work / "20260101_000001.log.json").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(4096))
+    log = results.read_work_dir(work)
+    assert results.UNREADABLE in log.flags and "binary or damaged" in " ".join(log.problems)
+    result = cli("report", "--import", work)
+    assert result.exit_code == 0 and "Traceback" not in result.output
+    assert "binary or damaged" in " ".join(result.output.split())

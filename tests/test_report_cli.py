@@ -72,7 +72,7 @@ def test_status_and_report_select_the_same_runs(three_recipes):
     for selectors, expected in cases.items():
         assert [r.id for r in status.select(ledger, list(selectors))] == expected, selectors
         assert [r.id for r in report.build_report(runs.root, list(selectors)).runs] == expected, selectors
-    with pytest.raises(KeyError, match="'nothing-like-it'"):
+    with pytest.raises(status.SelectionError, match="'nothing-like-it'"):
         status.select(ledger, ["nothing-like-it"])
     with pytest.raises(report.ReportError, match="'nothing-like-it' matches no run id"):
         report.build_report(runs.root, ["nothing-like-it"])

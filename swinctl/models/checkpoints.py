@@ -21,6 +21,7 @@ Layouts (keys relative to the backbone):
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -413,6 +414,8 @@ def convert_checkpoint_file(
         raise CheckpointError(f'unknown shape {shape!r}; choose one of {", ".join(SHAPES)}')
     if window_size is not None and (not isinstance(window_size, int) or window_size < 1):
         raise CheckpointError(f'window_size must be a positive integer, not {window_size!r}')
+    dst = Path(dst)
+    _check_destination(Path(src), dst)
     checkpoint = read_checkpoint(src)
     tensors, _ = _unwrap(checkpoint)
     official, report = extract_backbone(checkpoint)
@@ -438,7 +441,26 @@ def convert_checkpoint_file(
         meta = checkpoint['meta'] | meta
     report.target = to
     report.shape = shape
-    dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({'state_dict': state_dict, 'meta': meta}, dst)
+    partial = dst.with_name(f'.{dst.name}.partial')
+    try:  # a complete file or none: a full disk or Ctrl-C leaves no half-written checkpoint under dst's name
+        torch.save({'state_dict': state_dict, 'meta': meta}, partial)
+        partial.replace(dst)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return report
+
+
+def _check_destination(src: Path, dst: Path) -> None:
+    """Before anything is read: `dst` is a file name swinctl may write, and not `src` itself."""
+    if dst.is_dir():
+        raise CheckpointError(f'{dst}: is a directory; give the converted checkpoint a file name, e.g. '
+                              f'{dst / src.with_suffix("").name}-converted.pth')
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise CheckpointError(f'{dst}: is the source checkpoint; write the conversion to another file')
+    parent = next((p for p in [dst.parent, *dst.parent.parents] if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise CheckpointError(f'{dst}: {parent} is a file, not a directory')
+    if parent is not None and not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f'{dst}: {parent} is not writable')

@@ -15,6 +15,7 @@ Markdown and HTML from templates/, CSV, JSON) and :mod:`~swinctl.report.plots`.
 Verdicts, per metric and run (precedence top to bottom):
 
 * ``smoke (not a reproduction)``: a smoke run; never counted as a reproduction.
+* ``diverged``: the last validation logged NaN or Infinity (training diverged).
 * ``no metrics``: no validation/test metric for it yet.
 * ``running``: the run is still active (PENDING/RUNNING/REQUEUED); the value is the latest.
 * ``incomplete``: the run ended without finishing (FAILED/CANCELLED/TIMEOUT, or its logs stop early).
@@ -36,6 +37,7 @@ from swinctl.report.model import (
     ABOVE,
     BELOW,
     COUNTED,
+    DIVERGED,
     FORMATS,
     INCOMPLETE,
     NO_METRICS,
@@ -66,7 +68,8 @@ _Expectations = Expectations  # the name the tests and older callers use
 
 __all__ = [
     "ABOVE", "BELOW", "COUNTED", "CSV_COLUMNS", "FORMATS", "INCOMPLETE", "NO_METRICS", "NO_REFERENCE", "REPRODUCED",
-    "RUNNING", "SCHEMA_VERSION", "SMOKE", "VERDICTS", "Expectation", "Expectations", "GroupResult", "GroupRow",
+    "RUNNING", "SCHEMA_VERSION", "SMOKE", "VERDICTS", "DIVERGED",
+    "Expectation", "Expectations", "GroupResult", "GroupRow",
     "MetricResult", "Reference", "Report", "ReportError", "RunRow", "SweepPoint", "SweepTable", "build_report",
     "check_out", "check_plots_dir", "compare", "figures", "json_schema", "make_row", "render", "rich_tables",
     "row_from_import", "row_from_record", "row_from_wandb", "save_plots", "wandb_runs",

@@ -13,6 +13,7 @@ from swinctl.report.model import (
     ACTIVE,
     BELOW,
     COUNTED,
+    DIVERGED,
     ENDED_EARLY,
     INCOMPLETE,
     NO_METRICS,
@@ -132,9 +133,12 @@ def references(value: float | None, expectations: Sequence[Expectation], metric:
     return refs
 
 
-def verdict(value: float | None, refs: list[Reference], *, smoke: bool, state: str, incomplete: bool) -> str:
+def verdict(value: float | None, refs: list[Reference], *, smoke: bool, state: str, incomplete: bool,
+            diverged: bool = False) -> str:
     if smoke:
         return SMOKE
+    if diverged:  # the last validation was NaN/Inf: an earlier value says nothing about the result
+        return DIVERGED
     if value is None:
         return NO_METRICS
     if state in ACTIVE:

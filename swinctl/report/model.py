@@ -10,6 +10,7 @@ from typing import Literal
 
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
+from swinctl.errors import UserError
 from swinctl.ledger import ACTIVE_STATES, FINAL_STATES
 from swinctl.status import Cost
 
@@ -28,14 +29,15 @@ RUNNING = "running"
 INCOMPLETE = "incomplete"
 NO_REFERENCE = "no reference"
 REPRODUCED, BELOW, ABOVE = "reproduced", "below", "above"
-VERDICTS = (SMOKE, NO_METRICS, RUNNING, INCOMPLETE, NO_REFERENCE, REPRODUCED, BELOW, ABOVE)
+DIVERGED = "diverged"
+VERDICTS = (SMOKE, DIVERGED, NO_METRICS, RUNNING, INCOMPLETE, NO_REFERENCE, REPRODUCED, BELOW, ABOVE)
 COUNTED = (REPRODUCED, BELOW, ABOVE, NO_REFERENCE)  # verdicts whose value enters a seed mean
 
-Verdict = Literal["smoke (not a reproduction)", "no metrics", "running", "incomplete", "no reference",
+Verdict = Literal["smoke (not a reproduction)", "diverged", "no metrics", "running", "incomplete", "no reference",
                   "reproduced", "below", "above"]
 
 
-class ReportError(Exception):
+class ReportError(UserError):
     """The report cannot be built or written as asked; the message (one line) says why and what to do."""
 
 

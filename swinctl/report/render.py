@@ -15,6 +15,7 @@ from swinctl.report.model import FORMATS, Report, ReportError
 
 TEMPLATES = Path(__file__).parent / "templates"
 STYLES = {"reproduced": "bold green", "below": "bold red", "above": "bold cyan", "smoke": "dim", "running": "yellow",
+          "diverged": "bold red",
           "incomplete": "magenta", "no-metrics": "dim", "no-reference": "", "best": "bold"}
 
 

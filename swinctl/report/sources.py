@@ -52,7 +52,8 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
         else:
             value, at = last_value, _at(last_at) if last_value is not None else None
         refs = judging.references(value, expectations, metric, tolerance or 0.0) if tolerance is not None else []
-        judged = judging.verdict(value, refs, smoke=smoke, state=state, incomplete=incomplete)
+        judged = judging.verdict(value, refs, smoke=smoke, state=state, incomplete=incomplete,
+                                 diverged=results.DIVERGED in flags)
         per_hour = round(value / gpu_hours, 4) if value is not None and gpu_hours else None
         rows.append(MetricResult(metric, value, last_value, best_value, at, _at(best_point), per_hour, tolerance,
                                  judged, refs))
