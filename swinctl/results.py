@@ -67,9 +67,7 @@ def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:
     out: dict[str, float] = {}
     seg_scale = 100.0 if fmt == "mmcv1" else 1.0
     for key, value in raw.items():
-        kind = _KEY_KIND.get(key)
-        if kind is None:
-            kind = _KEY_KIND[key] = _key_kind(key)
+        kind = _kind_of(key)
         if not kind or value.__class__ not in (float, int) or not math.isfinite(value):
             continue
         name, is_coco = kind
@@ -82,6 +80,13 @@ def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:
 
 
 _KEY_KIND: dict[str, tuple[str, bool] | tuple[()]] = {}  # raw key -> (canonical name, is COCO) or () to drop
+
+
+def _kind_of(key: str) -> tuple[str, bool] | tuple[()]:
+    kind = _KEY_KIND.get(key)
+    if kind is None:
+        kind = _KEY_KIND[key] = _key_kind(key)
+    return kind
 
 
 def _key_kind(key: str) -> tuple[str, bool] | tuple[()]:
@@ -282,9 +287,7 @@ def _nonfinite(raw: Mapping[str, object]) -> list[str]:
     out = []
     for key, value in raw.items():
         if value.__class__ is float and not math.isfinite(value):
-            kind = _KEY_KIND.get(key)
-            if kind is None:
-                kind = _KEY_KIND[key] = _key_kind(key)
+            kind = _kind_of(key)
             if kind:
                 out.append(kind[0])
     return out
