@@ -125,22 +125,51 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
             console.print(Syntax(prepared.config_text, "python", theme="ansi_dark", word_wrap=True))
             console.rule("command")
             console.print(" ".join(prepared.command()), highlight=False, soft_wrap=True)
-            if prepared.spec.executor == "slurm":
-                from swinctl import jobs
+            from swinctl import backends
 
-                console.rule("sbatch script")
-                console.print(jobs.sbatch_preview(prepared.spec), highlight=False, soft_wrap=True)
-            console.print(f"executor: {prepared.spec.executor}   signature: {prepared.signature}")
+            spec = prepared.spec
+            script = backends.get(spec.executor).preview([spec], job_name=f"swinctl:{spec.run_id}",
+                                                         folder=spec.submitit_dir, parallel=1)
+            if script:
+                console.rule("submission script")
+                console.print(script, highlight=False, soft_wrap=True)
+            console.print(f"executor: {spec.executor}   signature: {prepared.signature}")
             return
-        record, job = runs.launch(prepared)
+        record, submitted = runs.launch(prepared)
+        from swinctl import backends
+
         smoke_note = " [yellow](smoke)[/]" if smoke else ""
-        console.print(f"[green]submitted[/] {record.id}{smoke_note} [dim]{prepared.spec.executor} job {job.job_id}, "
-                      f"run dir {record.run_dir}[/]")
+        what = backends.get(record.executor).describe(submitted, 1)
+        console.print(f"[green]submitted[/] {record.id}{smoke_note} [dim]{what}, run dir {record.run_dir}[/]")
         if wait:
-            _follow(record.id, prepared.spec.runs_root, job)
+            _follow(record.id, prepared.spec.runs_root)
 
 
-def _follow(run_id: str, root: Path, job) -> None:
+def stopped_watching(what: str, selector: str) -> None:
+    """Ctrl-C while watching: the jobs go on; say so and how to get back to them."""
+    console.print(f"\n[yellow]stopped watching[/] {what}: it goes on. [dim]swinctl status {selector} --watch "
+                  f"to watch again, swinctl cancel {selector} to stop it[/]")
+    raise typer.Exit(130)
+
+
+def watch_until_done(snapshot, render, active, *, what: str, selector: str, interval: float = 2.0) -> None:
+    """Redraw `render(snapshot())` every `interval` s until `active(rows)` is false (every `--watch` and `--wait`
+    table). Ctrl-C ends the watching only."""
+    from rich.live import Live
+
+    try:
+        rows = snapshot()
+        with Live(render(rows), console=console, refresh_per_second=1) as live:
+            while active(rows):
+                time.sleep(interval)
+                rows = snapshot()
+                live.update(render(rows))
+    except KeyboardInterrupt:
+        stopped_watching(what, selector)
+
+
+def _follow(run_id: str, root: Path) -> None:
+    """`run --wait`: a progress bar until the run ends, then its outcome."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -158,20 +187,23 @@ def _follow(run_id: str, root: Path, job) -> None:
     columns = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=24), MofNCompleteColumn(),
                TextColumn("iters"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                TextColumn("{task.fields[note]}"))
-    with Progress(*columns, console=console, transient=False) as bar:
-        task = bar.add_task(ledger.get(run_id).kind, total=None, note="starting")
-        while True:
-            record = status.refresh(ledger, ledger.get(run_id), job=job)
-            progress = results.read_progress(record.work_dir)
-            if progress is not None and progress.total:
-                bar.update(task, total=progress.total, completed=progress.iter, note=record.state.lower())
-            else:
-                bar.update(task, note=record.state.lower())
-            if not record.is_active:
-                if record.state == "COMPLETED" and progress is not None and progress.total:
-                    bar.update(task, completed=progress.total)
-                break
-            time.sleep(1.0)
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            task = bar.add_task(ledger.get(run_id).kind, total=None, note="starting")
+            while True:
+                record = status.refresh(ledger, ledger.get(run_id))
+                progress = results.read_progress(record.work_dir)
+                if progress is not None and progress.total:
+                    bar.update(task, total=progress.total, completed=progress.iter, note=record.state.lower())
+                else:
+                    bar.update(task, note=record.state.lower())
+                if not record.is_active:
+                    if record.state == "COMPLETED" and progress is not None and progress.total:
+                        bar.update(task, completed=progress.total)
+                    break
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        stopped_watching(f"run {run_id}", run_id)
     _print_outcome(ledger.get(run_id))
 
 
@@ -255,19 +287,16 @@ def status(
     """Show the state, progress, ETA and latest metrics of runs (re-attaching to their jobs)."""
     with _Guard():
         from swinctl import status as st
-        from swinctl import views
+        from swinctl import submission, views
         from swinctl.ledger import Ledger
         from swinctl.runs import runs_root as root_of
 
         ledger = Ledger(root_of(runs_root))
+        submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
         selectors = list(run_ or [])
-        if len(selectors) == 1:
-            from swinctl import sweep as sw
-
-            if sw.get_sweep(ledger, selectors[0]) is not None:
-                sw.recover(ledger.runs_root)  # adopt jobs an interrupted `swinctl sweep` left unrecorded
-                _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
-                return
+        if len(selectors) == 1 and ledger.get_sweep(selectors[0]) is not None:
+            _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
+            return
 
         def snapshot():
             return st.collect(ledger, selectors, everything=all_)
@@ -278,15 +307,9 @@ def status(
         if not watch:
             console.print(views.status_table(snapshot(), wide=wide))
             return
-        from rich.live import Live
-
-        with Live(views.status_table(snapshot(), wide=wide), console=console, refresh_per_second=1) as live:
-            while True:
-                rows = snapshot()
-                live.update(views.status_table(rows, wide=wide))
-                if not any(row.record.is_active for row in rows):
-                    break
-                time.sleep(2.0)
+        watch_until_done(snapshot, lambda rows: views.status_table(rows, wide=wide),
+                         lambda rows: any(row.record.is_active for row in rows), what="these runs",
+                         selector=" ".join(selectors) or "--all")
 
 
 def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
@@ -304,15 +327,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
     if not watch:
         console.print(table(sw.sweep_rows(ledger, name)))
         return
-    from rich.live import Live
-
-    with Live(table(sw.sweep_rows(ledger, name)), console=console) as live:
-        while True:
-            rows = sw.sweep_rows(ledger, name)
-            live.update(table(rows))
-            if not sw.active(rows):
-                break
-            time.sleep(2.0)
+    watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
 
 
 @app.command()

@@ -1,11 +1,10 @@
-"""`swinctl sweep`: the command line of swinctl/sweep.py (registered in cli.py as `app.command("sweep")(sweep)`).
+"""`swinctl sweep`: the command line of swinctl/sweep/ (registered in cli.py as `app.command("sweep")(sweep)`).
 
 Only typer, rich and the standard library are imported at start; the work is imported when the command runs.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated
 
@@ -53,6 +52,7 @@ def sweep(
                                                       show_default="$SWINCTL_RUNS or ./runs")] = None,
     wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
                                        "disabled.")] = "auto",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a sweep of more than 2,000 points.")] = False,
 ) -> None:
     """Sweep a recipe over a grid, paired lists, a random search and seeds: one run per point, one job array.
 
@@ -74,7 +74,8 @@ def sweep(
                      force=force, split_arrays=split_arrays)
             return
         plan, submissions, notes = sw.run_sweep(space, executor=executor, wandb=wandb, root=runs_root,
-                                                retry_failed=retry_failed, force=force, split_arrays=split_arrays)
+                                                retry_failed=retry_failed, force=force, split_arrays=split_arrays,
+                                                yes=yes)
         for note in notes:
             console.print(f"[yellow]reconciled[/] {note}")
         console.print(sw.plan_table(plan))
@@ -82,10 +83,8 @@ def sweep(
             console.print(f"[green]nothing to submit[/]: every point of sweep {plan.name} already ran or is running"
                           + ("" if retry_failed or force else " (--retry-failed reruns failed points, --force all)"))
         for sub in submissions:
-            what = "SLURM job array" if sub.executor == "slurm" and len(sub.run_ids) > 1 else (
-                "SLURM job" if sub.executor == "slurm" else "local runner (pid)")
-            console.print(f"[green]submitted[/] {len(sub.run_ids)} point(s) of sweep {plan.name} as {what} "
-                          f"{sub.job_id}, at most {sub.parallelism} at a time "
+            console.print(f"[green]submitted[/] {len(sub.run_ids)} point(s) of sweep {plan.name} as {sub.described}, "
+                          f"at most {sub.parallelism} at a time "
                           f"[dim]logs: {sw.sweep_dir(plan.root, plan.name) / 'submitit'}[/]")
         console.print(f"[dim]follow with: swinctl status {plan.name} --watch[/]")
         if wait:
@@ -104,30 +103,35 @@ def _dry_run(sw, space, **kwargs) -> None:
     console.print(sw.plan_table(plan))
     for group in plan.groups():
         parallel = plan.parallelism(len(group))
-        if plan.executor == "slurm":
-            console.rule(f"sbatch: {len(group)} point(s), one array, at most {parallel} at a time")
-            console.print(sw.array_preview(plan, group), highlight=False, soft_wrap=True)
-        else:
-            console.rule(f"local: {len(group)} point(s), at most {parallel} at a time")
-            console.print(" ".join(group[0].prepared.command()), highlight=False, soft_wrap=True)
+        console.rule(f"{plan.executor}: {len(group)} point(s), at most {parallel} at a time")
+        script = plan.backend.preview([p.prepared.spec for p in group], job_name=f"swinctl:sweep:{plan.name}:DRY-RUN",
+                                      folder=sw.sweep_dir(plan.root, plan.name) / "submitit", parallel=parallel)
+        console.print(script or " ".join(group[0].prepared.command()), highlight=False, soft_wrap=True)
     if not plan.to_submit:
         console.print("nothing would be submitted: every point already ran or is running")
+    if len(plan.points) > sw.CONFIRM_ABOVE:
+        console.print(f"[yellow]{len(plan.points)} points[/]: submitting needs --yes")
 
 
 def _follow(sw, plan) -> None:
-    from rich.live import Live
-
-    from swinctl.cli import console
+    from swinctl.cli import console, watch_until_done
     from swinctl.ledger import Ledger
 
     ledger = Ledger(plan.root)
-    rows = sw.sweep_rows(ledger, plan.name)
-    with Live(sw.sweep_table(rows, title=f"sweep {plan.name}"), console=console, refresh_per_second=1) as live:
-        while sw.active(rows):
-            time.sleep(2.0)
-            sw.reconcile_local(ledger, plan.name)
-            rows = sw.sweep_rows(ledger, plan.name)
-            live.update(sw.sweep_table(rows, title=f"sweep {plan.name}"))
+    rows: list = []
+
+    def snapshot():
+        rows[:] = sw.sweep_rows(ledger, plan.name)
+        return list(rows)
+
+    def table(shown):
+        from swinctl import status
+
+        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=status.short_ids(r.id for r in
+                                                                                                ledger.list_runs()))
+
+    watch_until_done(snapshot, table, sw.active,
+                     what=f"sweep {plan.name}", selector=plan.name)
     failed = [r for r in rows if r.row is None or r.row.record.state != "COMPLETED"]
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} point(s) did not complete[/]")

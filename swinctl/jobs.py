@@ -1,9 +1,11 @@
-"""Job specs and their execution through submitit, locally or on SLURM.
+"""Job specs and the job itself: what runs on a compute node (or here, for the local backend).
 
-A `JobSpec` is everything a job needs, picklable and free of recipe logic. `CodebaseJob` is the submitit callable: in
-each task it runs the codebase's own train/test script (found through mim, the script `mim train` runs), records its
-life in the ledger from inside the job (so the record holds when the submitting CLI is gone), and on preemption or
-timeout asks submitit to requeue it with `resume=True`, so MMEngine resumes from the work dir's last checkpoint.
+A `JobSpec` is everything a job needs, picklable and free of recipe logic. `CodebaseJob` is the submitit callable:
+in each task it runs the codebase's own train/test script (found through mim, the script `mim train` runs) and
+writes its life into its run directory (:mod:`swinctl.jobstate`) -- never into the ledger, which only the submit
+host writes. Training gets `SignalCheckpointHook` (swinctl.models.preemption): at the scheduler's warning (USR2)
+the job lets training run on until shortly before the time limit, then asks it to save an iteration-exact
+checkpoint and exit, and requeues itself with `resume=True`; at SIGTERM (preemption) training saves the same way.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import collections
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,12 +25,15 @@ from typing import Literal
 
 import submitit
 
+from swinctl import jobstate
 from swinctl.errors import UserError
-from swinctl.ledger import Ledger
 
-ExecutorKind = Literal["local", "slurm"]
 _PACKAGES = {"mmdet": "mmdet", "mmseg": "mmsegmentation"}
 ERROR_TAIL_LINES = 30
+SIGNAL_CHECKPOINT_ENV = "SWINCTL_SIGNAL_CHECKPOINT"  # == swinctl.models.preemption.ENV_FLAG
+# MMEngine's loops -> swinctl's, which resume inside an epoch and restore random states (preemption.py)
+_EXACT_LOOPS = {"EpochBasedTrainLoop": "swinctl.EpochBasedTrainLoop",
+                "IterBasedTrainLoop": "swinctl.IterBasedTrainLoop"}
 
 
 class JobError(UserError):
@@ -85,7 +91,9 @@ class JobSpec:
     config: Path
     work_dir: Path
     resources: Resources
-    executor: ExecutorKind
+    executor: str  # the backend's name (swinctl.backends)
+    launcher: str = "none"  # MMEngine's --launcher, chosen by the backend
+    sigterm_requeues: bool = False  # the backend's SIGTERM means "preempted, back soon"
     checkpoint: Path | None = None  # test jobs: the weights to evaluate
     env: dict[str, str] = field(default_factory=dict)
 
@@ -93,12 +101,10 @@ class JobSpec:
     def submitit_dir(self) -> Path:
         return self.run_dir / "submitit"
 
-    def launcher(self) -> str:
-        if self.resources.world_size == 1:
-            return "none"
-        # Several tasks: MMEngine reads SLURM_PROCID/NTASKS/NODELIST on SLURM, and the env that
-        # submitit's TorchDistributedEnvironment exports when run locally or on CPUs.
-        return "slurm" if self.executor == "slurm" and self.resources.gpus else "pytorch"
+    @property
+    def job_config(self) -> Path:
+        """What training runs: the rendered config plus the job's own hook and loop (`write_job_config`)."""
+        return self.run_dir / "job_config.py"
 
     @property
     def cpu_distributed(self) -> bool:
@@ -108,11 +114,12 @@ class JobSpec:
         script = codebase_script(self.codebase, self.kind)
         # MMEngine's process-group set-up is CUDA-only; CPU tasks start through swinctl.cpu_dist, which joins a gloo
         # group first and then runs the same script.
+        config = self.job_config if self.kind == "train" else self.config
         args = [sys.executable, *(["-m", "swinctl.cpu_dist"] if self.cpu_distributed else []), str(script),
-                str(self.config)]
+                str(config)]
         if self.kind == "test":
             args.append(str(self.checkpoint))
-        args += ["--work-dir", str(self.work_dir), "--launcher", self.launcher()]
+        args += ["--work-dir", str(self.work_dir), "--launcher", self.launcher]
         if resume and self.kind == "train":
             args.append("--resume")  # mmdet/mmseg: resume from the latest checkpoint in the work dir
         if self.cpu_distributed:
@@ -135,8 +142,38 @@ def codebase_script(codebase: str, kind: str) -> Path:
     raise JobError(f"{package} has no {kind} script under {root}/.mim/tools: reinstall it with `mim install {package}`")
 
 
+def write_job_config(spec: JobSpec) -> Path:
+    """The rendered config with what execution adds, kept out of config.py (which is what the recipe trains, and
+    what signatures and comparisons with the reference configs read): the signal checkpoint hook, and swinctl's
+    exact-resume loops in place of MMEngine's. Written atomically (every task of a job writes the same file)."""
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(str(spec.config), import_custom_modules=False)
+    hooks = [dict(h) for h in cfg.get("custom_hooks") or []]
+    if not any(h.get("type") == "swinctl.SignalCheckpointHook" for h in hooks):
+        hooks.append(dict(type="swinctl.SignalCheckpointHook"))
+    cfg.custom_hooks = hooks
+    loop = dict(cfg.get("train_cfg") or {})
+    kind = loop.get("type") or ("EpochBasedTrainLoop" if loop.get("by_epoch", True) else "IterBasedTrainLoop")
+    if kind in _EXACT_LOOPS:
+        loop.pop("by_epoch", None)
+        loop["type"] = _EXACT_LOOPS[kind]
+        cfg.train_cfg = loop
+    tmp = spec.job_config.with_name(f".{spec.job_config.name}.{os.getpid()}.py")
+    cfg.dump(str(tmp))
+    os.replace(tmp, spec.job_config)
+    return spec.job_config
+
+
 def _has_checkpoint(work_dir: Path) -> bool:
     return (work_dir / "last_checkpoint").is_file()
+
+
+def _last_checkpoint(work_dir: Path) -> str:
+    try:
+        return Path((work_dir / "last_checkpoint").read_text().strip()).name
+    except OSError:
+        return "none"
 
 
 def _die_with_parent() -> None:
@@ -153,138 +190,128 @@ def _tee(stream, sink, tail: collections.deque) -> None:
         tail.append(line.rstrip("\n"))
 
 
+def _slurm_end_time() -> float | None:
+    """When SLURM ends this job (its time limit), from squeue; None where it cannot tell."""
+    job = os.environ.get("SLURM_JOB_ID")
+    if not job:
+        return None
+    try:
+        out = subprocess.run(["squeue", "-h", "-j", job, "-o", "%e"], capture_output=True, text=True, timeout=10)
+        return time.mktime(time.strptime(out.stdout.strip(), "%Y-%m-%dT%H:%M:%S"))
+    except (OSError, subprocess.TimeoutExpired, ValueError):
+        return None
+
+
 class CodebaseJob(submitit.helpers.Checkpointable):
     """The callable submitit runs in every task of a job."""
 
     def __init__(self, spec: JobSpec):
         self.spec = spec
+        self._proc: subprocess.Popen | None = None
+        self._tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
+
+    def __getstate__(self) -> dict:  # the running process stays with this task
+        return {"spec": self.spec}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["spec"])
 
     def __call__(self, resume: bool = False) -> dict[str, float]:
         spec = self.spec
         job_env = submitit.JobEnvironment()
         rank = job_env.global_rank
-        ledger = Ledger(spec.runs_root)
-        env = dict(os.environ, **spec.env)
-        if spec.launcher() == "pytorch":
+        env = dict(os.environ, **spec.env, **{SIGNAL_CHECKPOINT_ENV: "1"})
+        if spec.launcher == "pytorch":
             dist = submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
             env.update(MASTER_ADDR=dist.master_addr, MASTER_PORT=str(dist.master_port), RANK=str(dist.rank),
                        WORLD_SIZE=str(dist.world_size), LOCAL_RANK=str(dist.local_rank))
-        elif spec.launcher() == "slurm":
+        elif spec.launcher == "slurm":
             env["MASTER_PORT"] = str(_master_port(job_env.job_id))
         resume = resume or (spec.kind == "train" and _has_checkpoint(spec.work_dir))
-        started = time.time()
         if rank == 0:
-            record = ledger.get(spec.run_id)
-            ledger.update(spec.run_id, event="state", state="RUNNING", job_id=str(job_env.job_id),
-                          started_at=record.started_at or started)
+            previous = jobstate.read_state(spec.run_dir)
+            jobstate.update_state(spec.run_dir, state="RUNNING", job_id=str(job_env.job_id),
+                                  started_at=(previous and previous.started_at) or time.time(),
+                                  host=socket.gethostname())
+            jobstate.add_event(spec.run_dir, "running", f"job {job_env.job_id} on {socket.gethostname()}")
             if resume:
-                ledger.add_event(spec.run_id, "resume", f"from {spec.work_dir / 'last_checkpoint'}")
-        tail: collections.deque[str] = collections.deque(maxlen=ERROR_TAIL_LINES)
-        proc = subprocess.Popen(spec.command(resume=resume), env=env, cwd=spec.run_dir, text=True,
-                                stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
-        reader = threading.Thread(target=_tee, args=(proc.stderr, sys.stderr, tail), daemon=True)
+                jobstate.add_event(spec.run_dir, "resume", f"from {_last_checkpoint(spec.work_dir)}")
+        if spec.kind == "train":
+            write_job_config(spec)
+        self._proc = subprocess.Popen(spec.command(resume=resume), env=env, cwd=spec.run_dir, text=True,
+                                      stderr=subprocess.PIPE, preexec_fn=_die_with_parent)
+        reader = threading.Thread(target=_tee, args=(self._proc.stderr, sys.stderr, self._tail), daemon=True)
         reader.start()
-        code = proc.wait()
+        while (code := self._proc.poll()) is None:  # (a poll loop: the USR2 handler may wait on it too)
+            time.sleep(0.5)
         reader.join(timeout=5)
-        if code == -signal.SIGTERM and spec.executor == "slurm":
-            # SLURM preempts or requeues with SIGTERM (submitit's checkpoint() only sees USR2): the job comes back
-            # under the same id and resumes from the last checkpoint, so this is a requeue, not a failure.
+        if code == jobstate.EXIT_CHECKPOINTED or (code == -signal.SIGTERM and spec.sigterm_requeues):
+            # Stopped at SIGTERM (SLURM's preemption or requeue; submitit's checkpoint() only sees USR2): the job
+            # comes back under the same id and resumes from the checkpoint saved at the signal.
             if rank == 0:
-                ledger.count_requeue(spec.run_id)
+                self._record_requeue("SIGTERM")
             raise RuntimeError("training was stopped by SIGTERM (preemption or requeue)")
         if rank != 0:
             if code:
                 raise RuntimeError(f"task {rank}: {spec.kind} script exited with code {code}")
             return {}
-        return self._finish(ledger, code, tail)
+        return self._finish(code)
 
-    def _finish(self, ledger: Ledger, code: int, tail: collections.deque) -> dict[str, float]:
+    def _record_requeue(self, why: str) -> None:
+        spec = self.spec
+        previous = jobstate.read_state(spec.run_dir) or jobstate.JobState()
+        if previous.state == "REQUEUED":
+            return  # (USR2 was handled already; the SIGTERM of the requeue itself follows)
+        code = self._proc.poll() if self._proc is not None else None
+        saved = (f"checkpoint {_last_checkpoint(spec.work_dir)} saved at the signal"
+                 if code == jobstate.EXIT_CHECKPOINTED else
+                 f"training did not stop in time; resumes from {_last_checkpoint(spec.work_dir)}")
+        jobstate.update_state(spec.run_dir, state="REQUEUED", requeues=previous.requeues + 1)
+        jobstate.add_event(spec.run_dir, "requeue", f"{why}: {saved}")
+
+    def _finish(self, code: int) -> dict[str, float]:
         from swinctl import results
 
         spec = self.spec
-        record = ledger.get(spec.run_id)
+        started = (jobstate.read_state(spec.run_dir) or jobstate.JobState()).started_at
         now = time.time()
-        elapsed = now - (record.started_at or now)
+        elapsed = now - (started or now)
         if code != 0:
             reason = f"{spec.kind} script exited with code {code}"
-            ledger.update(spec.run_id, event="state", state="FAILED", finished_at=now, elapsed_s=elapsed,
-                          error=reason + "\n" + "\n".join(tail))
-            raise RuntimeError(reason + ":\n" + "\n".join(tail))
+            if code == jobstate.EXIT_CHECKPOINTED:
+                reason += f" (stopped at a signal after saving {_last_checkpoint(spec.work_dir)})"
+            jobstate.update_state(spec.run_dir, state="FAILED", finished_at=now, elapsed_s=elapsed,
+                                  error=reason + "\n" + "\n".join(self._tail))
+            jobstate.add_event(spec.run_dir, "failed", reason)
+            raise RuntimeError(reason + ":\n" + "\n".join(self._tail))
         metrics = results.read_work_dir(spec.work_dir).final_metrics()
-        ledger.update(spec.run_id, event="state", state="COMPLETED", finished_at=now, elapsed_s=elapsed,
-                      metrics=metrics)
+        jobstate.update_state(spec.run_dir, state="COMPLETED", finished_at=now, elapsed_s=elapsed, metrics=metrics)
+        jobstate.add_event(spec.run_dir, "completed", "")
         return metrics
 
-    def checkpoint(self, resume: bool = False) -> submitit.helpers.DelayedSubmission:
-        """Called by submitit on preemption/timeout: requeue, resuming from the last checkpoint."""
-        Ledger(self.spec.runs_root).count_requeue(self.spec.run_id)
-        return submitit.helpers.DelayedSubmission(CodebaseJob(self.spec), resume=True)
+    def checkpoint(self, resume: bool = False) -> submitit.helpers.DelayedSubmission | None:
+        """Called by submitit (in the rank-0 task) at USR2, SLURM's warning before the time limit, which may come a
+        minute early: training runs on until shortly before the limit, then saves at the end of its iteration and
+        exits; the job is requeued and resumes from that checkpoint."""
+        spec, proc = self.spec, self._proc
+        delay = spec.resources.signal_delay_s
+        margin = max(5, min(60, delay // 2))  # to finish the iteration, save and requeue
+        end = _slurm_end_time() or time.time() + delay
+        while proc is not None and proc.poll() is None and time.time() < end - margin:
+            time.sleep(0.5)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGUSR2)
+            deadline = time.time() + margin
+            while proc.poll() is None and time.time() < deadline:
+                time.sleep(0.2)
+        if proc is not None and proc.poll() == 0:  # finished while it ran on: nothing to requeue
+            self._finish(0)
+            return None
+        self._record_requeue("USR2 before the time limit")
+        return submitit.helpers.DelayedSubmission(CodebaseJob(spec), resume=True)
 
 
 def _master_port(job_id: str | int) -> int:
     """A rendezvous port unique per job (two jobs on one node must not collide)."""
     digits = re.sub(r"\D", "", str(job_id)) or "0"
     return 20000 + int(digits) % 20000
-
-
-class _PreviewSlurmExecutor(submitit.SlurmExecutor):
-    """submitit's SLURM executor where no SLURM is installed: it writes the same sbatch script (for dry runs) and is
-    never asked to submit. submitit refuses to build its executor without `srun` on PATH."""
-
-    @classmethod
-    def affinity(cls) -> int:
-        return 1
-
-
-def make_executor(spec: JobSpec, *, preview: bool = False) -> submitit.Executor:
-    """The submitit executor for `spec`; `preview=True` for one that only writes its sbatch script (dry runs)."""
-    r = spec.resources
-    if spec.executor == "local":
-        executor = submitit.LocalExecutor(folder=spec.submitit_dir, max_num_timeout=r.max_requeues)
-        executor.update_parameters(timeout_min=r.timeout_min, gpus_per_node=r.gpus_per_node if r.gpus else 0,
-                                   tasks_per_node=r.tasks_per_node, setup=list(r.setup))
-        return executor
-    slurm_executor = _PreviewSlurmExecutor if preview else submitit.SlurmExecutor
-    executor = slurm_executor(folder=spec.submitit_dir, max_num_timeout=r.max_requeues)
-    params: dict = dict(
-        job_name=f"swinctl:{spec.run_id}",
-        comment=f"swinctl run {spec.run_id}",
-        time=r.timeout_min,
-        nodes=r.nodes,
-        ntasks_per_node=r.tasks_per_node,
-        cpus_per_task=r.cpus_per_task,
-        signal_delay_s=r.signal_delay_s,
-        setup=list(r.setup),
-    )
-    if r.gpus:
-        params["gpus_per_node"] = r.gpus_per_node
-    if r.mem_gb:
-        params["mem"] = f"{r.mem_gb}GB"
-    for key in ("partition", "account", "qos", "constraint", "exclude"):
-        if getattr(r, key):
-            params[key] = getattr(r, key)
-    additional: dict[str, str | bool] = dict(r.sbatch_args)
-    if r.exclusive:
-        additional["exclusive"] = True  # submitit writes a bare `#SBATCH --exclusive` for True
-    if additional:
-        params["additional_parameters"] = additional
-    executor.update_parameters(**params)
-    return executor
-
-
-def submit(spec: JobSpec) -> submitit.Job:
-    """Submit `spec` and record its job id; the ledger row must exist already."""
-    executor = make_executor(spec)
-    job = executor.submit(CodebaseJob(spec))
-    Ledger(spec.runs_root).update(spec.run_id, event="submitted", job_id=str(job.job_id))
-    return job
-
-
-def sbatch_preview(spec: JobSpec) -> str:
-    """The sbatch script submitit would write for `spec` (for --dry-run)."""
-    return sbatch_text(make_executor(spec, preview=True))
-
-
-def sbatch_text(executor: submitit.SlurmExecutor) -> str:
-    """The sbatch script `executor` would submit, without submitting (submitit writes it; we only read it)."""
-    return executor._make_submission_file_text(executor._submitit_command_str, uid="DRY-RUN")

@@ -1,8 +1,10 @@
-"""The ledger: one sqlite file per runs root that records every run swinctl created.
+"""The ledger: one sqlite file per runs root that records every run, sweep and submission swinctl made.
 
-Jobs update their own row from inside the job (start, finish, metrics), so the record stays true when the CLI that
-submitted them is gone; `status` reconciles the rest with the scheduler. WAL mode and a busy timeout let several
-swinctl processes (a sweep, a watcher, the jobs themselves) write to one ledger without corrupting it.
+Only the submit host writes it (the process that submits, and the ones that look: `status`, `run --wait`,
+`report`, `sweep`). Jobs never open it: they write their own state into their run directory
+(:mod:`swinctl.jobstate`) and the next look folds that in (:mod:`swinctl.sync`). So it uses SQLite's rollback
+journal, not WAL, whose shared memory does not work over NFS/Lustre/GPFS or across hosts; a busy timeout queues
+concurrent swinctl processes on its lock. Every table is created and migrated here, under a schema version.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -19,12 +21,13 @@ from pathlib import Path
 from swinctl.errors import UserError
 
 LEDGER_FILE = "ledger.sqlite"
+SCHEMA_VERSION = 2  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping
 
-# Scheduler states as SLURM names them; the local executor maps onto the same names.
+# Scheduler states as SLURM names them; every backend maps onto the same names.
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED")
 FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 
-_SCHEMA = """
+_TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
@@ -47,7 +50,9 @@ CREATE TABLE IF NOT EXISTS runs (
     elapsed_s REAL,
     requeues INTEGER NOT NULL DEFAULT 0,
     metrics TEXT NOT NULL DEFAULT '{}',
-    error TEXT
+    error TEXT,
+    submission TEXT,
+    events_folded INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
@@ -58,7 +63,52 @@ CREATE TABLE IF NOT EXISTS events (
     detail TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id);
+CREATE TABLE IF NOT EXISTS submissions (
+    token TEXT PRIMARY KEY,
+    sweep TEXT,
+    executor TEXT NOT NULL,
+    job_name TEXT NOT NULL,
+    folder TEXT NOT NULL,
+    run_ids TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    job_id TEXT,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweeps (
+    name TEXT PRIMARY KEY,
+    recipe TEXT NOT NULL,
+    spec_json TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    sweep TEXT NOT NULL,
+    point_index INTEGER NOT NULL,
+    overrides_json TEXT NOT NULL,
+    signature TEXT NOT NULL,
+    run_id TEXT,
+    PRIMARY KEY (sweep, point_index)
+);
+CREATE INDEX IF NOT EXISTS sweep_points_run ON sweep_points (run_id);
 """
+
+
+def _migrate_1_to_2(db: sqlite3.Connection) -> None:
+    """Version 1 had no submissions table (sweeps kept `sweep_submissions`) and no fold bookkeeping."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
+    if "submission" not in have:
+        db.execute("ALTER TABLE runs ADD COLUMN submission TEXT")
+    if "events_folded" not in have:
+        db.execute("ALTER TABLE runs ADD COLUMN events_folded INTEGER NOT NULL DEFAULT 0")
+    legacy = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sweep_submissions'")
+    if legacy.fetchone():
+        db.execute("INSERT OR IGNORE INTO submissions SELECT token, sweep, executor, job_name, '', run_ids_json, "
+                   "created_at, job_id, CASE state WHEN 'running' THEN 'submitted' ELSE state END "
+                   "FROM sweep_submissions")
+        db.execute("DROP TABLE sweep_submissions")
+
+
+# version -> the step that brings a ledger of that version to the next one
+_MIGRATIONS = {1: _migrate_1_to_2}
 
 
 @dataclass(frozen=True)
@@ -85,6 +135,8 @@ class RunRecord:
     requeues: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    submission: str | None = None  # the token of the submission that queued it
+    events_folded: int = 0  # lines of the run dir's job events already folded into `events`
 
     @property
     def is_active(self) -> bool:
@@ -99,7 +151,39 @@ class Event:
     detail: str
 
 
+@dataclass(frozen=True)
+class SubmissionRecord:
+    """One sbatch (or local start) swinctl made, written before it happens: the crash-recovery record."""
+
+    token: str
+    sweep: str | None
+    executor: str
+    job_name: str
+    folder: str  # where the scheduler's logs go
+    run_ids: list[str]
+    created_at: float
+    job_id: str | None = None
+    state: str = "submitting"  # submitting | submitted | failed | lost
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    name: str
+    recipe: str
+    spec: dict
+    created_at: float
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    index: int
+    overrides: list[str]
+    signature: str
+    run_id: str | None
+
+
 _COLUMNS = [f.name for f in fields(RunRecord)]
+_SUBMISSION_COLUMNS = [f.name for f in fields(SubmissionRecord)]
 _JSON_COLUMNS = {"overrides", "metrics"}
 _PATH_COLUMNS = {"run_dir", "work_dir"}
 
@@ -159,8 +243,38 @@ class Ledger:
         self.path = self.runs_root / LEDGER_FILE
         if self.path.exists() and not self.path.is_file():
             raise LedgerError(f"ledger {self.path} is not a file; move it aside")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Create the tables, or bring an older ledger to SCHEMA_VERSION (each step in one transaction)."""
         with self._connect() as db:
-            db.executescript(_SCHEMA)
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version == SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
+                raise LedgerError(f"ledger {self.path} has schema version {version}, newer than this swinctl "
+                                  f"knows ({SCHEMA_VERSION}): upgrade swinctl")
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                db.execute("PRAGMA journal_mode=DELETE")  # see the module docstring
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if version == 0:  # new, or version 1 from before versions were recorded
+                    had_runs = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+                    version = 1 if had_runs else SCHEMA_VERSION
+                for statement in filter(str.strip, _TABLES.split(";")):
+                    db.execute(statement)
+                while version < SCHEMA_VERSION:
+                    _MIGRATIONS[version](db)
+                    version += 1
+                db.execute("CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature)")
+                db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            for row in db.execute("SELECT token, sweep FROM submissions WHERE folder = ''").fetchall():
+                folder = self.runs_root / "sweeps" / (row["sweep"] or "") / "submitit"
+                db.execute("UPDATE submissions SET folder = ? WHERE token = ?", (str(folder), row["token"]))
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -171,7 +285,6 @@ class Ledger:
             raise self._error(exc, timeout) from None
         db.row_factory = sqlite3.Row
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
             yield db
         except sqlite3.Error as exc:
@@ -236,20 +349,30 @@ class Ledger:
                 db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (run_id, time.time(), event, detail))
         return record
 
-    def count_requeue(self, run_id: str) -> RunRecord:
-        """The job is going back to the queue: REQUEUED, one more requeue. A cancelled run stays cancelled (scancel
-        stops a job with the same SIGTERM as a preemption, and the job may notice after `swinctl cancel` wrote)."""
+    def fold(self, run_id: str, changes: dict, events: Sequence[tuple[float, str, str]], start: int,
+             own_events: Sequence[tuple[float, str, str]] = ()) -> RunRecord:
+        """What a run's job wrote (state changes; its event lines from line `start` on), in one transaction.
+
+        Only events past the row's `events_folded` are inserted, so two processes folding at once add each once.
+        A run cancelled here stays CANCELLED whatever its job wrote after the cancel."""
+        unknown = set(changes) - set(_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown ledger fields: {sorted(unknown)}")
         with self.transaction() as db:
             current = db.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
             if current is None:
                 raise KeyError(run_id)
             record = _from_row(current)
+            new = list(events)[max(0, record.events_folded - start):] + list(own_events)
             if record.state == "CANCELLED":
-                return record
-            record = replace(record, state="REQUEUED", requeues=record.requeues + 1)
-            db.execute("UPDATE runs SET state = ?, requeues = ? WHERE id = ?", ("REQUEUED", record.requeues, run_id))
-            db.execute("INSERT INTO events VALUES (?, ?, ?, ?)",
-                       (run_id, time.time(), "requeue", json.dumps({"requeues": record.requeues})))
+                changes = {k: v for k, v in changes.items() if k not in ("state", "error", "finished_at")}
+            changes = {**changes, "events_folded": max(start + len(events), record.events_folded)}
+            record = replace(record, **changes)
+            row = _to_row(record)
+            db.execute(f"UPDATE runs SET {', '.join(f'{c} = ?' for c in changes)} WHERE id = ?",
+                       [row[c] for c in changes] + [run_id])
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)", [(run_id, at, kind, detail)
+                                                                       for at, kind, detail in new])
         return record
 
     def add_event(self, run_id: str, kind: str, detail: str = "") -> None:
@@ -298,3 +421,68 @@ class Ledger:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM events WHERE run_id = ? ORDER BY at", (run_id,)).fetchall()
         return [Event(**dict(r)) for r in rows]
+
+    # ------------------------------------------------------------------------------------------ submissions
+
+    def add_submission(self, submission: SubmissionRecord) -> None:
+        row = asdict(submission)
+        row["run_ids"] = json.dumps(row["run_ids"])
+        with self.transaction() as db:
+            db.execute(f"INSERT INTO submissions ({', '.join(_SUBMISSION_COLUMNS)}) "
+                       f"VALUES ({', '.join('?' for _ in _SUBMISSION_COLUMNS)})", [row[c] for c in _SUBMISSION_COLUMNS])
+
+    def set_submission(self, token: str, **changes) -> None:
+        unknown = set(changes) - {"job_id", "state"}
+        if unknown:
+            raise ValueError(f"submission fields that cannot change: {sorted(unknown)}")
+        with self.transaction() as db:
+            db.execute(f"UPDATE submissions SET {', '.join(f'{k} = ?' for k in changes)} WHERE token = ?",
+                       [*changes.values(), token])
+
+    def submissions(self, *, state: str | None = None, sweep: str | None = None) -> list[SubmissionRecord]:
+        clauses, params = [], []
+        for column, value in (("state", state), ("sweep", sweep)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM submissions {where} ORDER BY created_at", params).fetchall()
+        return [SubmissionRecord(**{**dict(r), "run_ids": json.loads(r["run_ids"])}) for r in rows]
+
+    def submission(self, token: str | None) -> SubmissionRecord | None:
+        if token is None:
+            return None
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM submissions WHERE token = ?", (token,)).fetchone()
+        return None if row is None else SubmissionRecord(**{**dict(row), "run_ids": json.loads(row["run_ids"])})
+
+    # ------------------------------------------------------------------------------------------ sweeps
+
+    def get_sweep(self, name: str) -> SweepInfo | None:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
+        return None if row is None else SweepInfo(row["name"], row["recipe"], json.loads(row["spec_json"]),
+                                                   row["created_at"])
+
+    def register_sweep(self, name: str, recipe: str, spec: dict, points: Sequence[SweepPoint],
+                       submissions: Sequence[SubmissionRecord] = ()) -> None:
+        """A sweep, its points (with the runs that serve them) and its coming submissions, in one transaction."""
+        now = time.time()
+        with self.transaction() as db:
+            db.execute("INSERT OR IGNORE INTO sweeps VALUES (?, ?, ?, ?)",
+                       (name, recipe, json.dumps(spec, sort_keys=True), now))
+            db.executemany("INSERT OR REPLACE INTO sweep_points VALUES (?, ?, ?, ?, ?)",
+                           [(name, p.index, json.dumps(p.overrides), p.signature, p.run_id) for p in points])
+            for sub in submissions:
+                row = asdict(sub)
+                row["run_ids"] = json.dumps(row["run_ids"])
+                db.execute(f"INSERT INTO submissions ({', '.join(_SUBMISSION_COLUMNS)}) "
+                           f"VALUES ({', '.join('?' for _ in _SUBMISSION_COLUMNS)})",
+                           [row[c] for c in _SUBMISSION_COLUMNS])
+
+    def sweep_points(self, name: str) -> list[SweepPoint]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM sweep_points WHERE sweep = ? ORDER BY point_index", (name,)).fetchall()
+        return [SweepPoint(r["point_index"], json.loads(r["overrides_json"]), r["signature"], r["run_id"])
+                for r in rows]

@@ -1,8 +1,9 @@
 """From a recipe reference to a submitted job: the one path `run`, `test` and `sweep` share.
 
-recipe (validated, overridden) -> rendered config -> run directory + ledger row -> job spec -> executor.
+recipe (validated, overridden) -> rendered config -> job spec -> run directory + ledger row -> backend.
 Everything that can be wrong is checked before the run directory or the ledger row is written, so bad input leaves
-nothing behind; the ledger row is written before submission, so a submitted job is never unrecorded.
+nothing behind; the ledger row is written before submission, so a submitted job is never unrecorded
+(:mod:`swinctl.submission`, the lifecycle `run` shares with `sweep`).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from swinctl import recipes
+from swinctl import backends, recipes
+from swinctl.backends import Backend
 from swinctl.jobs import JobSpec, Resources
 from swinctl.ledger import Ledger, RunRecord
 from swinctl.recipes import Recipe, RecipeError
@@ -38,22 +39,12 @@ def runs_root(explicit: Path | str | None = None) -> Path:
     return Path(explicit or os.environ.get("SWINCTL_RUNS") or "runs").expanduser().absolute()
 
 
-def slurm_reachable() -> bool:
-    """sbatch is installed and a controller answers (an installed client with no cluster is not SLURM)."""
-    if not shutil.which("sbatch"):
-        return False
+def resolve_backend(requested: str) -> Backend:
+    """The backend `--executor` names (auto: SLURM where a controller answers, else local), as a RecipeError."""
     try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
-def resolve_executor(requested: str) -> Literal["local", "slurm"]:
-    if requested == "auto":
-        return "slurm" if slurm_reachable() else "local"
-    if requested not in ("local", "slurm"):
-        raise RecipeError(f"unknown executor '{requested}': choose local, slurm or auto")
-    return requested  # type: ignore[return-value]
+        return backends.resolve(requested)
+    except backends.base.BackendError as exc:
+        raise RecipeError(str(exc)) from None
 
 
 def check_wandb_mode(mode: str) -> str:
@@ -95,12 +86,6 @@ def check_checkpoints(refs: list[tuple[str, str, str]]) -> None:
             check_checkpoint(Path(path).expanduser(), role)
         except CheckpointError as exc:
             raise RecipeError(f"{what}: {exc}") from None
-
-
-def require_submitter(executor: str) -> None:
-    """SLURM submission needs sbatch; checked before anything is written. A dry run needs none: it only prints."""
-    if executor == "slurm" and not shutil.which("sbatch"):
-        raise RecipeError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or --executor local")
 
 
 def parse_time_limit(text: str) -> int:
@@ -155,13 +140,14 @@ def new_run_id(recipe: Recipe, smoke: bool) -> str:
     return f"{recipe.name}{'-smoke' if smoke else ''}-{stamp}-{secrets.token_hex(2)}"
 
 
-def job_spec(recipe: Recipe, run_id: str, root: Path, resources: Resources, executor: str, *,
+def job_spec(recipe: Recipe, run_id: str, root: Path, resources: Resources, backend: Backend, *,
              kind: Literal["train", "test"] = "train", checkpoint: Path | None = None) -> JobSpec:
     """Where a run lives under `root` and what its job asks for (run, test and sweep all build specs here)."""
     run_dir = root / run_id
     return JobSpec(
         run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=root, run_dir=run_dir,
-        config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=executor,
+        config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=backend.name,
+        launcher=backend.launcher(resources), sigterm_requeues=backend.sigterm_requeues,
         checkpoint=Path(checkpoint).absolute() if checkpoint else None, env=dict(JOB_ENV),
     )
 
@@ -222,7 +208,7 @@ def prepare(
     if kind == "test" and checkpoint is None:
         raise RecipeError("a test needs --checkpoint PATH (a .pth file of a trained detector or segmentor)")
     resources = resources_of(recipe)
-    chosen = resolve_executor(executor)
+    chosen = resolve_backend(executor)
     base = runs_root(root)
     run_id = run_id or new_run_id(recipe, smoke)
     run_dir = base / run_id
@@ -236,17 +222,17 @@ def prepare(
                        spec=spec, sweep=sweep)
 
 
-def record_of(prepared: PreparedRun) -> RunRecord:
+def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
     spec = prepared.spec
     return RunRecord(
         id=prepared.run_id, kind=spec.kind, recipe=prepared.recipe.name, codebase=prepared.recipe.codebase,
         overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
         state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
-        seed=prepared.recipe.seed, gpus=spec.resources.gpus,
+        seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
     )
 
 
-def materialize(prepared: PreparedRun) -> RunRecord:
+def materialize(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
     """Write the run directory (resolved recipe, config) and its ledger row."""
     spec = prepared.spec
     ledger = Ledger(spec.runs_root)  # a runs root or ledger that cannot be used fails here, before any write
@@ -257,21 +243,21 @@ def materialize(prepared: PreparedRun) -> RunRecord:
     try:
         (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
         spec.config.write_text(prepared.config_text)
-        return ledger.add(record_of(prepared))
+        return ledger.add(record_of(prepared, submission))
     except BaseException:
         shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
         raise
 
 
 def launch(prepared: PreparedRun):
-    """Materialize and submit; a failed submission is recorded as FAILED, never left PENDING."""
-    from swinctl import jobs
+    """Submit one run (a sweep of one point: swinctl.submission); returns its ledger row and the submission."""
+    from swinctl import submission
 
-    require_submitter(prepared.spec.executor)
-    record = materialize(prepared)
+    backend = backends.get(prepared.spec.executor)
     try:
-        return record, jobs.submit(prepared.spec)
-    except Exception as exc:
-        Ledger(prepared.spec.runs_root).update(record.id, event="state", state="FAILED",
-                                               error=f"submission failed: {exc}")
-        raise
+        backend.require()
+    except backends.base.BackendError as exc:
+        raise RecipeError(str(exc)) from None
+    ledger = Ledger(prepared.spec.runs_root)
+    submitted = submission.submit_one(ledger, prepared)
+    return ledger.get(prepared.run_id), submitted

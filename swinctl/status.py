@@ -1,18 +1,15 @@
-"""Watching runs: reconcile ledger rows with their jobs, progress and ETA from the logs, logs, cancellation.
+"""Watching runs: their rows (folded from their jobs by swinctl.sync), progress and ETA, logs, cancellation.
 
-Jobs write their own RUNNING/COMPLETED/FAILED into the ledger; what only the scheduler knows (a job cancelled,
-timed out, killed, lost) is reconciled here whenever someone looks, so `status` re-attaches to jobs submitted by
-earlier invocations from the ledger alone.
+Jobs write their own state into their run directories; whenever someone looks, the ledger is brought up to date
+from those files and from the scheduler (:func:`swinctl.sync.refresh`), so `status` re-attaches to jobs submitted
+by earlier invocations from the ledger alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
-import signal
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -23,49 +20,7 @@ from swinctl import results
 from swinctl.errors import UserError
 from swinctl.ledger import Ledger, RunRecord
 
-# SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
-_SLURM_FINAL = {
-    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
-    "OUT_OF_MEMORY": "FAILED", "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "TIMEOUT",
-}
-_SLURM_ACTIVE = {"PENDING": "PENDING", "RUNNING": "RUNNING", "REQUEUED": "REQUEUED", "REQUEUE_HOLD": "REQUEUED",
-                 "REQUEUE_FED": "REQUEUED", "PREEMPTED": "REQUEUED", "CONFIGURING": "PENDING",
-                 "COMPLETING": "RUNNING", "SUSPENDED": "RUNNING", "RESIZING": "RUNNING"}
 ERROR_TAIL = 20
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def _descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                ppid = int((entry / "stat").read_text().split(")")[-1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry.name))
-    out, stack = [], [pid]
-    while stack:
-        for child in children.get(stack.pop(), []):
-            out.append(child)
-            stack.append(child)
-    return out
-
-
-def slurm_state(record: RunRecord) -> str | None:
-    """The scheduler's word on a SLURM job (via submitit, which reads sacct), as a bare state name."""
-    import submitit
-
-    job = submitit.SlurmJob(folder=record.run_dir / "submitit", job_id=record.job_id)
-    raw = job.get_info(mode="force").get("State") or "UNKNOWN"
-    return raw.split()[0].rstrip("+")  # "CANCELLED by 0" -> CANCELLED
 
 
 def error_tail(record: RunRecord, lines: int = ERROR_TAIL) -> str:
@@ -76,34 +31,11 @@ def error_tail(record: RunRecord, lines: int = ERROR_TAIL) -> str:
     return "\n".join(text[-lines:])
 
 
-def refresh(ledger: Ledger, record: RunRecord, job=None) -> RunRecord:
-    """Bring an active run's ledger row in line with what its job is really doing."""
-    if not record.is_active or record.job_id is None:
-        return record
-    if record.executor == "local":
-        if _pid_alive(int(record.job_id)):
-            return record
-        time.sleep(0.2)  # the job may be writing its final state right now
-        record = ledger.get(record.id)
-        if not record.is_active:
-            return record
-        return ledger.update(record.id, event="state", state="FAILED", finished_at=time.time(),
-                             error="the job's process ended without reporting a result (killed?)\n"
-                             + error_tail(record))
-    state = slurm_state(record)
-    if state in _SLURM_FINAL:
-        final = _SLURM_FINAL[state]
-        record = ledger.get(record.id)  # the job's own report wins when it has one
-        if not record.is_active:
-            return record
-        error = None if final == "COMPLETED" else f"SLURM state {state}\n" + error_tail(record)
-        if final == "COMPLETED":  # finished between our looks, but did not report (e.g. killed at the very end)
-            final, error = "FAILED", "SLURM reports COMPLETED but the job did not report metrics"
-        return ledger.update(record.id, event="state", state=final, finished_at=time.time(), error=error)
-    mapped = _SLURM_ACTIVE.get(state)
-    if mapped and mapped != record.state and not (record.state == "RUNNING" and mapped == "PENDING"):
-        return ledger.update(record.id, event="state", state=mapped)
-    return record
+def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
+    """Bring an active run's ledger row in line with its job and its scheduler (:func:`swinctl.sync.refresh`)."""
+    from swinctl import sync
+
+    return sync.refresh(ledger, record)
 
 
 @dataclass(frozen=True)
@@ -351,29 +283,20 @@ def read_log(path: Path, follow: bool = False, until: Callable[[], bool] = lambd
 
 
 def cancel(ledger: Ledger, selectors: list[str]) -> list[tuple[RunRecord, str]]:
+    """Stop the selected runs' jobs (every process of each) and record them CANCELLED, which they stay."""
+    from swinctl import backends
+
     outcomes = []
     for record in cancel_targets(ledger, selectors):
         record = refresh(ledger, record)
         if not record.is_active:
             outcomes.append((record, f"already {record.state.lower()}"))
             continue
-        if record.job_id is None:
-            outcome = "cancelled before submission"
-        elif record.executor == "local":
-            pid = int(record.job_id)
-            # submitit's tasks shrug off SIGTERM (it means "preemption is coming" on SLURM): stop the whole tree.
-            for victim in [*reversed(_descendants(pid)), pid]:
-                try:
-                    os.kill(victim, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            outcome = f"killed local job {pid}"
-        else:
-            done = subprocess.run(["scancel", record.job_id], capture_output=True, text=True)
-            if done.returncode:
-                outcomes.append((record, f"scancel failed: {done.stderr.strip()}"))
-                continue
-            outcome = f"scancel {record.job_id}"
+        try:
+            outcome = backends.get(record.executor).cancel(record, ledger.submission(record.submission))
+        except backends.base.BackendError as exc:
+            outcomes.append((record, str(exc)))
+            continue
         ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time())
         outcomes.append((record, outcome))
     return outcomes

@@ -10,6 +10,14 @@ from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+from .preemption import (
+                          HOOKS,
+                          LOOPS,
+                          EpochBasedTrainLoop,
+                          IterBasedTrainLoop,
+                          SignalCheckpointHook,
+                          install_signal_handlers,
+)
 from .safe_load import allow_mmengine_checkpoints
 from .swin import SwinTransformer
 from .wrappers import CPUDistributedDataParallel
@@ -21,5 +29,8 @@ MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope
 MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
 # Every swinctl config imports this package, so jobs read MMEngine's checkpoints weights-only (safe_load).
 allow_mmengine_checkpoints()
+# In a job, USR2/SIGTERM then ask for a checkpoint at the end of the iteration (preemption.SignalCheckpointHook).
+install_signal_handlers()
 
-__all__ = ['MODELS', 'MODEL_WRAPPERS', 'SwinTransformer', 'CPUDistributedDataParallel']
+__all__ = ['MODELS', 'MODEL_WRAPPERS', 'HOOKS', 'LOOPS', 'SwinTransformer', 'CPUDistributedDataParallel',
+           'SignalCheckpointHook', 'EpochBasedTrainLoop', 'IterBasedTrainLoop']

@@ -1,0 +1,197 @@
+"""The SLURM backend: sbatch through submitit (job arrays for sweeps), sacct for state, scancel to cancel."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from swinctl.backends.base import Backend, BackendError, Observed, Submitted, register
+
+if TYPE_CHECKING:
+    import submitit
+
+    from swinctl.jobs import JobSpec
+
+# SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
+_FINAL = {
+    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
+    "OUT_OF_MEMORY": "FAILED", "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "TIMEOUT",
+}
+_ACTIVE = {"PENDING": "PENDING", "RUNNING": "RUNNING", "REQUEUED": "REQUEUED", "REQUEUE_HOLD": "REQUEUED",
+           "REQUEUE_FED": "REQUEUED", "PREEMPTED": "REQUEUED", "CONFIGURING": "PENDING",
+           "COMPLETING": "RUNNING", "SUSPENDED": "RUNNING", "RESIZING": "RUNNING"}
+
+
+def slurm_reachable() -> bool:
+    """sbatch is installed and a controller answers (an installed client with no cluster is not SLURM)."""
+    if not shutil.which("sbatch"):
+        return False
+    try:
+        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=5).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _executor_class(preview: bool):
+    import submitit
+
+    class _PreviewSlurmExecutor(submitit.SlurmExecutor):
+        """submitit's SLURM executor where no SLURM is installed: it writes the same sbatch script (for dry runs)
+        and is never asked to submit. submitit refuses to build its executor without `srun` on PATH."""
+
+        @classmethod
+        def affinity(cls) -> int:
+            return 1
+
+    return _PreviewSlurmExecutor if preview else submitit.SlurmExecutor
+
+
+def make_executor(spec: JobSpec, folder: Path, *, preview: bool = False) -> submitit.SlurmExecutor:
+    """The submitit executor for `spec`'s resources, logging under `folder`; `preview=True` for one that only
+    writes its sbatch script (dry runs)."""
+    r = spec.resources
+    executor = _executor_class(preview)(folder=folder, max_num_timeout=r.max_requeues)
+    params: dict = dict(job_name=f"swinctl:{spec.run_id}", comment=f"swinctl run {spec.run_id}", time=r.timeout_min,
+                        nodes=r.nodes, ntasks_per_node=r.tasks_per_node, cpus_per_task=r.cpus_per_task,
+                        signal_delay_s=r.signal_delay_s, setup=list(r.setup))
+    if r.gpus:
+        params["gpus_per_node"] = r.gpus_per_node
+    if r.mem_gb:
+        params["mem"] = f"{r.mem_gb}GB"
+    for key in ("partition", "account", "qos", "constraint", "exclude"):
+        if getattr(r, key):
+            params[key] = getattr(r, key)
+    additional: dict[str, str | bool] = dict(r.sbatch_args)
+    if r.exclusive:
+        additional["exclusive"] = True  # submitit writes a bare `#SBATCH --exclusive` for True
+    if additional:
+        params["additional_parameters"] = additional
+    executor.update_parameters(**params)
+    return executor
+
+
+def _group_executor(specs: Sequence[JobSpec], job_name: str, folder: Path, parallel: int, preview: bool = False):
+    executor = make_executor(specs[0], folder, preview=preview)
+    if len(specs) > 1 or job_name != f"swinctl:{specs[0].run_id}":
+        executor.update_parameters(job_name=job_name, comment=f"swinctl {job_name} ({len(specs)} points)",
+                                   array_parallelism=parallel)
+    return executor
+
+
+def sbatch_text(executor: submitit.SlurmExecutor) -> str:
+    """The sbatch script `executor` would submit, without submitting (submitit writes it; we only read it)."""
+    return executor._make_submission_file_text(executor._submitit_command_str, uid="DRY-RUN")
+
+
+def _task_ids(array_id: str, n: int) -> list[str]:
+    return [array_id] if n == 1 else [f"{array_id}_{i}" for i in range(n)]
+
+
+def _job_by_name(job_name: str, since: float) -> str | None:
+    """The job SLURM holds under `job_name` (queued: squeue; ended: sacct), as its base/array job id."""
+    found: set[str] = set()
+    queued = subprocess.run(["squeue", "--noheader", "--name", job_name, "--format", "%F"], capture_output=True,
+                            text=True)
+    found.update(line.strip() for line in queued.stdout.split() if line.strip().isdigit())
+    if not found:
+        start = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(since - 120))
+        ended = subprocess.run(["sacct", "--noheader", "--parsable2", "-X", "--name", job_name, "-S", start,
+                                "--format", "JobID"], capture_output=True, text=True)
+        for line in ended.stdout.split():
+            match = re.match(r"(\d+)", line)
+            if match:
+                found.add(match.group(1))
+    if len(found) > 1:
+        raise BackendError(f"SLURM holds {len(found)} jobs named {job_name} ({', '.join(sorted(found))}); "
+                           "cancel the extra ones with scancel and run the command again")
+    return found.pop() if found else None
+
+
+def sacct_state(folder: Path, job_id: str) -> str:
+    """The scheduler's word on a job (via submitit, which reads sacct), as a bare state name."""
+    import submitit
+
+    job = submitit.SlurmJob(folder=folder, job_id=job_id)
+    raw = job.get_info(mode="force").get("State") or "UNKNOWN"
+    return raw.split()[0].rstrip("+")  # "CANCELLED by 0" -> CANCELLED
+
+
+@register
+class SlurmBackend(Backend):
+    name = "slurm"
+    sigterm_requeues = True  # SLURM preempts and requeues with SIGTERM; the job comes back under the same id
+    group_noun = "job"
+
+    @classmethod
+    def available(cls) -> bool:
+        return slurm_reachable()
+
+    def require(self) -> None:
+        if not shutil.which("sbatch"):
+            raise BackendError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or "
+                               "--executor local")
+
+    def launcher(self, resources) -> str:
+        if resources.world_size == 1:
+            return "none"
+        # GPU tasks: MMEngine reads SLURM_PROCID/NTASKS/NODELIST; CPU tasks join a gloo group (swinctl.cpu_dist)
+        # from the env submitit's TorchDistributedEnvironment exports.
+        return "slurm" if resources.gpus else "pytorch"
+
+    def submit(self, specs, *, job_name, folder, parallel) -> Submitted:
+        from swinctl.jobs import CodebaseJob
+
+        executor = _group_executor(specs, job_name, folder, parallel)
+        if len(specs) == 1:
+            jobs = [executor.submit(CodebaseJob(specs[0]))]
+        else:
+            with executor.batch():
+                jobs = [executor.submit(CodebaseJob(spec)) for spec in specs]
+        ids = [str(job.job_id) for job in jobs]
+        return Submitted(ids[0].split("_")[0], dict(zip((s.run_id for s in specs), ids, strict=True)))
+
+    def preview(self, specs, *, job_name, folder, parallel) -> str:
+        executor = _group_executor(specs, job_name, folder, parallel, preview=True)
+        if len(specs) > 1:
+            executor.parameters["map_count"] = len(specs)  # what `--array=0-N%P` is written from
+        return sbatch_text(executor)
+
+    def state(self, record, submission) -> Observed | None:
+        if record.job_id is None:
+            return None
+        folder = Path(submission.folder) if submission is not None else record.run_dir / "submitit"
+        state = sacct_state(folder, record.job_id)
+        if state in _FINAL:
+            final = _FINAL[state]
+            if final == "COMPLETED":  # finished without writing its result (e.g. killed at the very end)
+                return Observed("FAILED", "SLURM reports COMPLETED but the job did not report metrics")
+            return Observed(final, f"SLURM state {state}")
+        return Observed(_ACTIVE[state]) if state in _ACTIVE else None
+
+    def cancel(self, record, submission) -> str:
+        if record.job_id is None:
+            return "cancelled before submission"
+        done = subprocess.run(["scancel", record.job_id], capture_output=True, text=True)
+        if done.returncode:
+            raise BackendError(f"scancel failed: {done.stderr.strip()}")
+        return f"scancel {record.job_id}"
+
+    def adopt(self, submission) -> Submitted | None:
+        job_id = _job_by_name(submission.job_name, submission.created_at)
+        if job_id is None:
+            return None
+        tasks = _task_ids(job_id, len(submission.run_ids))
+        if not all((Path(submission.folder) / f"{task}_submitted.pkl").is_file() for task in tasks):
+            # Killed inside submitit between sbatch and writing the tasks' inputs: those tasks cannot run.
+            subprocess.run(["scancel", job_id], capture_output=True)
+            return None
+        return Submitted(job_id, dict(zip(submission.run_ids, tasks, strict=True)))
+
+    def describe(self, submitted: Submitted, points: int) -> str:
+        return f"SLURM job {submitted.job_id}" if points == 1 else f"SLURM job array {submitted.job_id}"
+

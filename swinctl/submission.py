@@ -1,0 +1,128 @@
+"""One lifecycle for everything swinctl submits -- a `run` is a sweep of one point.
+
+Under the runs root's lock: record the submission (its job name names it at the scheduler), write each run's
+directory and ledger row, hand the specs to the backend, record the job ids. A swinctl killed anywhere in between
+leaves a submission row in state 'submitting'; the next invocation that takes the lock (`sweep`, `status`) asks
+the backend what reached the scheduler and adopts it, or cancels the runs that never got there, so nothing is
+lost or submitted twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from swinctl import backends, jobstate
+from swinctl.backends import Submitted
+from swinctl.ledger import Ledger, SubmissionRecord
+
+LOCK_FILE = ".submit.lock"
+# Tests: SIGKILL this process right before the backend submits (runs recorded, nothing submitted) or right after it
+# returns (submitted, its ids not recorded): the two windows crash recovery must close.
+KILL_BEFORE_SUBMIT = "SWINCTL_TEST_KILL_BEFORE_SBATCH"
+KILL_AFTER_SUBMIT = "SWINCTL_TEST_KILL_AFTER_SBATCH"
+
+
+@contextmanager
+def root_lock(root: Path) -> Iterator[None]:
+    """One swinctl at a time submits or recovers on a runs root (the kernel drops the lock of a killed process)."""
+    path = Path(root) / LOCK_FILE
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def new_submission(prepared: Sequence, *, folder: Path, sweep: str | None = None) -> SubmissionRecord:
+    """The record of a submission of `prepared` runs (written by the caller before anything else)."""
+    token = secrets.token_hex(4)
+    first = prepared[0]
+    job_name = f"swinctl:sweep:{sweep}:{token}" if sweep else f"swinctl:{first.run_id}"
+    return SubmissionRecord(token=token, sweep=sweep, executor=first.spec.executor, job_name=job_name,
+                            folder=str(folder), run_ids=[p.run_id for p in prepared], created_at=time.time())
+
+
+def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, parallel: int) -> Submitted:
+    """Write the runs of a recorded submission, submit them, record their job ids."""
+    from swinctl import runs
+    from swinctl.jobs import JobError
+
+    backend = backends.get(submission.executor)
+    for p in prepared:
+        runs.materialize(p, submission=submission.token)
+    if os.environ.get(KILL_BEFORE_SUBMIT):
+        os.kill(os.getpid(), signal.SIGKILL)
+    try:
+        submitted = backend.submit([p.spec for p in prepared], job_name=submission.job_name,
+                                   folder=Path(submission.folder), parallel=parallel)
+    except Exception as exc:
+        for p in prepared:
+            ledger.update(p.run_id, event="state", state="FAILED", finished_at=time.time(),
+                          error=f"submission failed: {exc}")
+        ledger.set_submission(submission.token, state="failed")
+        raise JobError(f"submission to {backend.name} failed: {exc}") from None
+    if os.environ.get(KILL_AFTER_SUBMIT):
+        os.kill(os.getpid(), signal.SIGKILL)
+    _record(ledger, submission, submitted, "submitted")
+    return submitted
+
+
+def _record(ledger: Ledger, submission: SubmissionRecord, submitted: Submitted, event: str) -> None:
+    for run_id, job_id in submitted.run_job_ids.items():
+        ledger.update(run_id, event=event, **({"job_id": job_id} if job_id is not None else {}))
+    ledger.set_submission(submission.token, state="submitted", job_id=submitted.job_id)
+
+
+def submit_one(ledger: Ledger, prepared) -> Submitted:
+    """`run` and `test`: one point, under the lock."""
+    with root_lock(ledger.runs_root):
+        submission = new_submission([prepared], folder=prepared.spec.submitit_dir)
+        ledger.add_submission(submission)
+        return execute(ledger, submission, [prepared], parallel=1)
+
+
+def _cancel_unsubmitted(ledger: Ledger, run_ids: Sequence[str], why: str) -> None:
+    for run_id in run_ids:
+        try:
+            record = ledger.get(run_id)
+        except KeyError:
+            continue  # killed before its row was written: nothing to undo
+        started = jobstate.read_state(record.run_dir) is not None  # it reached a scheduler after all
+        if record.state == "PENDING" and record.job_id is None and not started:
+            ledger.update(run_id, event="state", state="CANCELLED", finished_at=time.time(), error=why)
+
+
+def reconcile(ledger: Ledger) -> list[str]:
+    """Settle every submission an interrupted swinctl left half-done. Call with the root lock held."""
+    notes = []
+    for sub in ledger.submissions(state="submitting"):
+        backend = backends.get(sub.executor)
+        what = f"{sub.sweep}: " if sub.sweep else ""
+        adopted = backend.adopt(sub)
+        if adopted is None:
+            _cancel_unsubmitted(ledger, sub.run_ids, f"never submitted: swinctl was interrupted before {backend.name} "
+                                "had the job")
+            ledger.set_submission(sub.token, state="lost")
+            notes.append(f"{what}submission {sub.token} never reached {backend.name}; its runs are cancelled"
+                         + (" and will be submitted again" if sub.sweep else ""))
+            continue
+        _record(ledger, sub, adopted, "reconciled")
+        notes.append(f"{what}adopted {backend.describe(adopted, len(sub.run_ids))} ({len(sub.run_ids)} point(s)) "
+                     "submitted by an interrupted invocation")
+    return notes
+
+
+def recover(ledger: Ledger) -> list[str]:
+    """`reconcile` under the lock, when there is anything to settle (for `status`)."""
+    if not ledger.submissions(state="submitting"):
+        return []
+    with root_lock(ledger.runs_root):
+        return reconcile(ledger)

@@ -1,0 +1,280 @@
+"""Planning a sweep: every point rendered, checked and signed, then marked submit or skip from the ledger.
+
+Every point becomes an ordinary run (`runs.PreparedRun`) with the stable signature of its resolved config
+(`render.signature`), so a point that already ran -- in this sweep or any other -- is shared, not trained again.
+Nothing here writes anything.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from swinctl import recipes, trust
+from swinctl.sweep.space import Space, SweepError, format_value, point_overrides, point_tags
+
+SWEEPS_DIR = "sweeps"  # RUNS_ROOT/sweeps/<name>/submitit holds a sweep's array logs
+_TEMPLATE_ID = "__swinctl_sweep_point__"
+_TAGS_MARK = "__swinctl_point_tags__"
+
+
+def sweep_dir(root: Path, name: str) -> Path:
+    return Path(root) / SWEEPS_DIR / name
+
+
+
+@dataclass
+class PointPlan:
+    index: int
+    values: dict[str, Any]
+    prepared: Any  # runs.PreparedRun: a new run for this point, materialized only if it is submitted
+    current: Any = None  # ledger.RunRecord already serving this signature, if any
+    action: str = "submit"  # submit | skip
+    note: str = "new"
+
+    @property
+    def signature(self) -> str:
+        return self.prepared.signature
+
+    @property
+    def overrides(self) -> list[str]:
+        return point_overrides(self.values)
+
+
+@dataclass
+class Plan:
+    name: str
+    space: Space
+    recipe: Any  # the base recipe (smoke and --set applied)
+    root: Path
+    executor: str
+    max_parallel: int | None
+    points: list[PointPlan]
+    renders: int = 0
+    existing_sweep: Any = None  # ledger.SweepInfo of an earlier invocation of this sweep
+
+    @property
+    def backend(self):
+        from swinctl import backends
+
+        return backends.get(self.executor)
+
+    @property
+    def to_submit(self) -> list[PointPlan]:
+        return [p for p in self.points if p.action == "submit"]
+
+    def groups(self) -> list[list[PointPlan]]:
+        """Points to submit, grouped by the resources they ask for (one job array each)."""
+        groups: dict[str, list[PointPlan]] = {}
+        for point in self.to_submit:
+            groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
+        return list(groups.values())
+
+    def parallelism(self, group_size: int) -> int:
+        if self.max_parallel:
+            return min(self.max_parallel, group_size)
+        return self.backend.default_parallelism(group_size)
+
+
+def _resources_key(resources) -> str:
+    return json.dumps(asdict(resources), sort_keys=True, default=str)
+
+
+def _placeholder(index: int) -> str:
+    return f"__swinctl_sweep_value_{index}__"
+
+
+class _Variant:
+    """Points that share their recipe-side overrides: one recipe, rendered once, points applied on copies.
+
+    The variant's config is rendered once with placeholders for the run's name, folder and tags and for every swept
+    config key; each point's config text is that text with the placeholders replaced by the point's values (as
+    Python literals), and its signature is `render.signature` of the rendered config with the point's overrides
+    applied -- the same config `run --set ...` would write, without formatting 100 configs.
+    """
+
+    def __init__(self, space: Space, name: str, recipe_items: list[str], config_keys: list[str], *, executor: str,
+                 wandb: str, root: Path):
+        from swinctl import render, runs
+
+        overrides = [*space.sets, *recipe_items]
+        # The checks `runs.prepare` makes, once per variant (rendering twice would double the sweep's start-up).
+        runs.check_wandb_mode(wandb)
+        recipe, config_items = runs.resolve_recipe(space.recipe, overrides, space.smoke)
+        if not space.smoke:
+            runs.check_data(recipe)
+        self.recipe, self.name, self.smoke, self.root = recipe, name, space.smoke, root
+        self.resources = runs.resources_of(recipe)
+        self.backend = runs.resolve_backend(executor)
+        self.sets = tuple(space.sets)
+        self.template_dir = root / _TEMPLATE_ID
+        ctx = render.RunContext(run_id=_TEMPLATE_ID, run_dir=self.template_dir, group=name,
+                                tags=(("smoke",) if space.smoke else ()) + (_TAGS_MARK,), wandb=wandb)
+        self.config = render.render(recipe, ctx, config_items)
+        runs.check_checkpoints(runs.checkpoint_refs(self.config))
+        self.config_keys = config_keys
+        marked = copy.deepcopy(self.config)
+        if config_keys:
+            render.apply_config_overrides(marked, [(k, _placeholder(i)) for i, k in enumerate(config_keys)])
+        self.text = render.to_text(marked)
+        self.tags_in_recipe = {*recipe.tracking.tags, "smoke"}
+
+    def _text(self, text: str, config_values: list[tuple[str, Any]], run_id: str, run_dir: Path,
+              tags: list[str]) -> str:
+        for key, value in config_values:
+            mark = repr(_placeholder(self.config_keys.index(key)))
+            if mark not in text:
+                raise LookupError(mark)
+            text = text.replace(mark, repr(value))
+        text = text.replace(repr(_TEMPLATE_ID), repr(run_id)).replace(repr(str(self.template_dir)), repr(str(run_dir)))
+        return text.replace(repr(_TAGS_MARK), ", ".join(repr(t) for t in tags if t not in self.tags_in_recipe))
+
+    def point(self, run_id: str, values: dict[str, Any], config_values: list[tuple[str, Any]]):
+        from swinctl import render, runs
+
+        cfg = self.config
+        if config_values:
+            cfg = copy.deepcopy(self.config)
+            render.apply_config_overrides(cfg, config_values)
+        run_dir = self.root / run_id
+        tags = point_tags(values)
+        try:
+            text = self._text(self.text, config_values, run_id, run_dir, tags)
+        except LookupError:  # a value the formatter did not write as a plain literal: format this config fully
+            text = self._text(render.to_text(cfg), [], run_id, run_dir, tags)
+        return runs.PreparedRun(recipe=self.recipe, run_id=run_id, smoke=self.smoke,
+                                overrides=(*self.sets, *point_overrides(values)), config_text=text,
+                                signature=render.signature(cfg, self.resources.world_size),
+                                spec=self.spec(run_id), sweep=self.name)
+
+    def spec(self, run_id: str):
+        from swinctl import runs
+
+        return runs.job_spec(self.recipe, run_id, self.root, self.resources, self.backend)
+
+
+def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
+         retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None) -> Plan:
+    """Render and check every point; with a ledger, also decide which to submit. Writes nothing."""
+    from swinctl import runs
+
+    root = runs.runs_root(root)
+    base, _ = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
+    name = space.name or space.default_name(base.name)
+    if not trust.SAFE_NAME.fullmatch(name):
+        raise SweepError(f"sweep name '{name}': {trust.SAFE_NAME_RULE}")
+    values_list = space.points(base.seed)
+    run_ids: set[str] = set()
+
+    def new_run_id() -> str:  # the ids `run` gives (the report parses them), distinct within the sweep
+        while (run_id := runs.new_run_id(base, space.smoke)) in run_ids:
+            pass
+        run_ids.add(run_id)
+        return run_id
+
+    # Sort each point's overrides into recipe fields (a recipe variant, rendered once) and config keys.
+    sides: dict[str, str | None] = {}  # swept key -> its config key, or None for a recipe field (same every point)
+    for key, value in values_list[0].items():
+        on_recipe, on_config = recipes.split_overrides(base, [f"{key}={format_value(value)}"])
+        sides[key] = None if on_recipe else on_config[0][0]
+    split: list[tuple[tuple[str, ...], list[tuple[str, Any]]]] = []
+    for values in values_list:
+        recipe_texts = tuple(f"{k}={format_value(v)}" for k, v in values.items() if sides[k] is None)
+        split.append((recipe_texts, [(sides[k], v) for k, v in values.items() if sides[k] is not None]))
+    config_keys = list(dict.fromkeys(k for _, config_values in split for k, _ in config_values))
+
+    variants: dict[tuple[str, ...], _Variant] = {}
+    points: list[PointPlan] = []
+    for index, (values, (recipe_texts, config_values)) in enumerate(zip(values_list, split, strict=True)):
+        if recipe_texts not in variants:
+            variants[recipe_texts] = _Variant(space, name, list(recipe_texts), config_keys, executor=executor,
+                                              wandb=wandb, root=root)
+        prepared = variants[recipe_texts].point(new_run_id(), values, config_values)
+        points.append(PointPlan(index=index, values=values, prepared=prepared))
+
+    groups: dict[str, list[PointPlan]] = {}
+    for point in points:
+        groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
+    if len(groups) > 1 and not split_arrays:
+        first, other = (asdict(g[0].prepared.spec.resources) for g in list(groups.values())[:2])
+        differ = "; ".join(f"resources.{k}: {first[k]!r} vs {other[k]!r}" for k in first if first[k] != other[k])
+        raise SweepError(f"points ask for different resources ({differ}), which would split the sweep into "
+                         f"{len(groups)} job arrays; sweep resources in separate sweeps, or pass --split-arrays")
+
+    seen: dict[str, int] = {}
+    for point in points:
+        if point.signature in seen:
+            first = points[seen[point.signature]]
+            raise SweepError(f"points {first.index} ({', '.join(first.overrides)}) and {point.index} "
+                             f"({', '.join(point.overrides)}) resolve to the same config: a swept key that does not "
+                             "change what is trained, or a repeated value?")
+        seen[point.signature] = point.index
+
+    result = Plan(name=name, space=space, recipe=base, root=root, executor=points[0].prepared.spec.executor,
+                  max_parallel=space.max_parallel, points=points, renders=len(variants))
+    if ledger is not None:
+        check_existing(result, ledger)
+        decide(result, ledger, retry_failed=retry_failed, force=force)
+    return result
+
+
+def check_existing(plan_: Plan, ledger) -> None:
+    plan_.existing_sweep = ledger.get_sweep(plan_.name)
+    wanted = spec_json(plan_.space, plan_.recipe.name)
+    if plan_.existing_sweep and plan_.existing_sweep.spec != wanted:
+        had = plan_.existing_sweep.spec
+        differ = "; ".join(f"{k}: {json.dumps(had.get(k))} before, {json.dumps(wanted.get(k))} now"
+                           for k in sorted(set(had) | set(wanted)) if had.get(k) != wanted.get(k))
+        raise SweepError(f"a sweep named '{plan_.name}' already exists with a different space ({differ}); give this "
+                         "one another --name (or name: in the sweep file)")
+
+
+def spec_json(space: Space, recipe_name: str) -> dict:
+    return json.loads(json.dumps(space.canonical(recipe_name), sort_keys=True, default=str))
+
+
+def _serving(ledger, records: list) -> tuple[Any, Any]:
+    """(the run that serves a signature -- completed, or queued/running --, the newest failed one)."""
+    from swinctl import sync
+
+    serving = failed = None
+    for record in sorted(records, key=lambda r: r.created_at, reverse=True):
+        record = sync.refresh(ledger, record)
+        if record.job_id is None and not record.is_active:
+            continue  # ended before it reached a scheduler: it never ran
+        if record.state == "COMPLETED" and (serving is None or serving.state != "COMPLETED"):
+            serving = record
+        elif record.is_active and serving is None:
+            serving = record
+        elif record.state in ("FAILED", "CANCELLED", "TIMEOUT") and failed is None:
+            failed = record
+    return serving, failed
+
+
+def decide(plan_: Plan, ledger, *, retry_failed: bool, force: bool) -> None:
+    """Mark each point submit or skip, from the runs the ledger holds with the same signature."""
+    by_signature: dict[str, list] = {}
+    for record in ledger.list_runs():
+        if record.kind == "train":
+            by_signature.setdefault(record.signature, []).append(record)
+    for point in plan_.points:
+        serving, failed = _serving(ledger, by_signature.get(point.signature, []))
+        if force:
+            point.action, point.current = "submit", serving or failed
+            point.note = f"rerun (--force; was {point.current.id})" if point.current else "new"
+            continue
+        if serving is not None:
+            point.action, point.current = "skip", serving
+            own = serving.sweep == plan_.name
+            verb = "done" if serving.state == "COMPLETED" else serving.state.lower()
+            point.note = f"{verb}: {serving.id}" if own else f"shared with {serving.id} ({verb})"
+        elif failed is not None and not retry_failed:
+            point.action, point.current = "skip", failed
+            point.note = f"{failed.state.lower()}: {failed.id} (--retry-failed to rerun)"
+        elif failed is not None:
+            point.action, point.current, point.note = "submit", failed, f"retry of {failed.id}"
+        else:
+            point.action, point.note = "submit", "new"

@@ -1,0 +1,107 @@
+"""A sweep's tables: its points with the live state of the runs that serve them, and a plan before submission."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from swinctl.sweep.plan import Plan
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    point: int
+    overrides: list[str]
+    signature: str
+    row: Any  # status.StatusRow of the run serving the point, or None when it was never created
+    shared: bool  # the run belongs to another sweep (or to no sweep)
+
+    def to_json(self) -> dict:
+        return {"point": self.point, "overrides": self.overrides, "signature": self.signature, "shared": self.shared,
+                "run": None if self.row is None else self.row.to_json()}
+
+
+def sweep_rows(ledger, name: str) -> list[SweepRow]:
+    """One row per point of sweep `name`, with the live state of the run that serves it (refreshed)."""
+    from swinctl import status
+
+    points = ledger.sweep_points(name)
+    if not points and ledger.get_sweep(name) is None:
+        raise KeyError(f"no sweep named '{name}' in {ledger.path}")
+    rows = []
+    for p in points:
+        try:
+            record = ledger.get(p.run_id) if p.run_id else None
+        except KeyError:
+            record = None
+        if record is None:
+            rows.append(SweepRow(p.index, p.overrides, p.signature, None, False))
+            continue
+        rows.append(SweepRow(p.index, p.overrides, p.signature, status.row(ledger, record), record.sweep != name))
+    return rows
+
+
+def default_metric(rows: list[SweepRow]) -> str | None:
+    from swinctl.views import HEADLINE_METRICS
+
+    present = {k for r in rows if r.row is not None for k in r.row.metrics}
+    return next((m for m in HEADLINE_METRICS if m in present), None)
+
+
+def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None,
+                short_ids: dict[str, str] | None = None):
+    """point | overrides | run | state | progress | METRIC (best marked) | note, fitted to the terminal's width
+    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`status.short_ids`); full ids without."""
+    from rich.text import Text
+
+    from swinctl import views
+    from swinctl.views import Col
+
+    metric = metric or default_metric(rows)
+    values = {r.point: r.row.metrics.get(metric) for r in rows if r.row is not None and metric}
+    best = max((v for v in values.values() if v is not None), default=None)
+    table = views.FitTable(Col("#", justify="right"), Col("overrides", wrap=True, fold=True), Col("run"),
+                           Col("state"), Col("progress", wrap=True), Col(metric or "metric", wrap=True),
+                           Col("note", wrap=True, fold=True, drop_empty=True),
+                           title=title or f"sweep ({time.strftime('%H:%M:%S')})", wide=short_ids is None)
+    for r in rows:
+        overrides = "\n".join(r.overrides)
+        if r.row is None:
+            table.add_row(str(r.point), overrides, "-", Text("NOT CREATED", style="red"), "-", "-",
+                          "interrupted before its run was written; run the sweep again")
+            continue
+        rec, p = r.row.record, r.row.progress
+        progress = "-" if p is None or not p.total else f"{p.iter}/{p.total} ({100 * p.iter / p.total:.0f}%)"
+        value = values.get(r.point)
+        shown = Text("-" if value is None else f"{value:.2f}")
+        if value is not None and value == best:
+            shown.append(" ★ best", style="bold green")
+        notes = []
+        if r.shared:
+            notes.append(f"shared with {rec.id}" + (f" (sweep {rec.sweep})" if rec.sweep else ""))
+        if rec.error and not rec.is_active:
+            notes.append(rec.error.strip().splitlines()[0][:80])
+        name = views.run_name(rec.id, (short_ids or {}).get(rec.id), rec.smoke, short_ids is None)
+        table.add_row(str(r.point), overrides, name, views.state_text(rec.state), progress, shown, "\n".join(notes))
+    if not rows:
+        table.add_row("(no points)", "", "", "", "", "", "")
+    return table
+
+
+def plan_table(plan_: Plan):
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(title=f"sweep {plan_.name}: {len(plan_.points)} points, {len(plan_.to_submit)} to submit "
+                  f"({plan_.executor})", title_justify="left")
+    for column in ("#", "overrides", "signature", "action", "already ran?"):
+        table.add_column(column, overflow="fold")
+    for p in plan_.points:
+        action = Text(p.action, style="green" if p.action == "submit" else "dim")
+        table.add_row(str(p.index), "\n".join(p.overrides), p.signature, action, p.note)
+    return table
+
+
+def active(rows: list[SweepRow]) -> bool:
+    return any(r.row is not None and r.row.record.is_active for r in rows)

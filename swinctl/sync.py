@@ -1,0 +1,75 @@
+"""Folding job state into the ledger, on the submit host: the one place a run's ledger row follows its job.
+
+A job writes its life into its run directory (:mod:`swinctl.jobstate`); the scheduler knows what the job cannot
+say (cancelled, timed out, killed, lost). Whoever looks at a run -- `status`, `run --wait`, `report`, `sweep` --
+calls :func:`refresh`, which reads the job's files, asks the run's backend, and writes the result into the ledger
+in one transaction. Runs that ended are not looked at again, so `status` over 1,000 runs reads only the active ones.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+
+from swinctl import backends, jobstate
+from swinctl.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
+
+_JOB_FIELDS = ("started_at", "finished_at", "elapsed_s", "error")
+
+
+def _from_job(record: RunRecord, job: jobstate.JobState | None) -> dict:
+    """The ledger fields the job's own state changes."""
+    if job is None:
+        return {}
+    changes: dict = {}
+    if job.state in ACTIVE_STATES + FINAL_STATES and job.state != record.state and job.state != "PENDING":
+        changes["state"] = job.state
+    if job.job_id and record.job_id is None:  # a local sweep runner started it
+        changes["job_id"] = job.job_id
+    for name in _JOB_FIELDS:
+        value = getattr(job, name)
+        if value is not None and value != getattr(record, name):
+            changes[name] = value
+    if job.requeues > record.requeues:
+        changes["requeues"] = job.requeues
+    if job.metrics and job.metrics != record.metrics:
+        changes["metrics"] = job.metrics
+    return changes
+
+
+def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
+    """What the backend says of a run its job still calls active (or never wrote about)."""
+    observed = backends.get(record.executor).state(record, ledger.submission(record.submission))
+    if observed is None or observed.state == record.state:
+        return {}
+    if observed.state in FINAL_STATES:
+        job = jobstate.read_state(record.run_dir)  # it may have written its end between our two looks
+        if job is not None and job.state in FINAL_STATES:
+            return _from_job(record, job)
+        from swinctl.status import error_tail
+
+        tail = error_tail(record)
+        return {"state": observed.state, "finished_at": record.finished_at or time.time(),
+                "error": observed.detail + (f"\n{tail}" if tail else "")}
+    if record.state in ("RUNNING", "REQUEUED") and observed.state == "PENDING":
+        return {}  # the scheduler's accounting lags behind a job that already said it runs (or was requeued)
+    return {"state": observed.state}
+
+
+def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
+    """Bring an active run's ledger row in line with its job's files and its scheduler."""
+    if not record.is_active:
+        return record
+    events = jobstate.read_events(record.run_dir, record.events_folded)
+    changes = _from_job(record, jobstate.read_state(record.run_dir))
+    merged = record.__class__(**{**record.__dict__, **changes})
+    if merged.is_active and (merged.job_id is not None or merged.submission is not None):
+        changes.update(_from_scheduler(ledger, merged))
+    if not changes and not events:
+        return record
+    own = [(time.time(), "state", changes["state"])] if "state" in changes else []
+    return ledger.fold(record.id, changes, [(e.at, e.kind, e.detail) for e in events], record.events_folded, own)
+
+
+def refresh_all(ledger: Ledger, records: Iterable[RunRecord]) -> list[RunRecord]:
+    return [refresh(ledger, record) for record in records]
