@@ -62,15 +62,11 @@ def _spawn(root, *args, **env) -> subprocess.Popen:
 
 
 def _job_names(ledger) -> list[str]:
-    sw.ensure_tables(ledger)
-    with ledger.transaction() as db:
-        return [r["job_name"] for r in db.execute("SELECT job_name FROM sweep_submissions")]
+    return [s.job_name for s in ledger.submissions()]
 
 
 def _submissions(ledger, name) -> list[dict]:
-    with ledger.transaction() as db:
-        rows = db.execute("SELECT * FROM sweep_submissions WHERE sweep = ? ORDER BY created_at", (name,)).fetchall()
-    return [dict(r) for r in rows]
+    return [vars(s) for s in ledger.submissions(sweep=name)]
 
 
 def _queued(cluster, job_name) -> list[str]:
