@@ -8,6 +8,8 @@ a later mmdet/mmseg release ships. Imports mmengine: call it from jobs and comma
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import os
@@ -210,9 +212,15 @@ def _resize_pipelines(cfg: Config, recipe: Recipe) -> None:
 # ---------------------------------------------------------------------------------------------- the whole config
 
 
+@functools.lru_cache(maxsize=16)
+def _base_config(bases: tuple[str, ...]) -> Config:
+    """The codebase's base configs, parsed once per process: most of a render's time (a sweep renders many)."""
+    return Config.fromstring(f"_base_ = {list(bases)!r}\n", file_format=".py")
+
+
 def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: list[tuple[str, Any]] = ()) -> Config:
     """The resolved MMEngine config of `recipe`, with `config_overrides` (dotted keys) applied last."""
-    cfg = Config.fromstring(f"_base_ = {list(recipe.bases)!r}\n", file_format=".py")
+    cfg = copy.deepcopy(_base_config(tuple(recipe.bases)))
     cfg.merge_from_dict(model_config(recipe))
     cfg.merge_from_dict(data_config(recipe))
     cfg.merge_from_dict(schedule_config(recipe))
@@ -239,9 +247,9 @@ def config_keys(cfg: Config | dict) -> list[str]:
 
 
 def _has_key(cfg: Config, key: str) -> bool:
-    node: Any = cfg.to_dict()  # Config is not a dict subclass; walk its plain-dict form
-    for part in key.split("."):
-        if isinstance(node, dict) and part in node:
+    node: Any = cfg
+    for i, part in enumerate(key.split(".")):
+        if (isinstance(node, dict) or i == 0) and part in node:  # (Config is not a dict, but answers `in` and [])
             node = node[part]
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]

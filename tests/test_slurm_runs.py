@@ -4,16 +4,19 @@ ledger, cancel, failure with its error tail, and preemption (scontrol requeue) r
 from __future__ import annotations
 
 import os
+import pwd
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from swinctl import results, sync
+from swinctl import jobstate, results, sync
 from swinctl.cli import app
 from swinctl.ledger import Ledger
 
@@ -212,3 +215,39 @@ def test_a_run_with_a_1_minute_limit_and_no_periodic_checkpoints_finishes_minute
     assert "mIoU" in done.metrics
     print(f"[figure] 2500 iterations under a 1-minute limit: {done.requeues} requeues, resumed at {resumed}, "
           f"{wall:.0f} s to the end")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="sbatch --uid (a job run as another user) needs root")
+def test_a_job_that_cannot_write_the_ledger_completes_with_metrics(slurm_cluster, tmp_path_factory):
+    """The job runs as `nobody`, for whom the runs root and its ledger are read-only (only its own run dir is
+    writable): it writes its life into its run dir, and `status` on the submit host folds that into the ledger."""
+    base = Path(tempfile.mkdtemp(prefix="swinctl-readonly-", dir="/tmp"))  # (pytest's tmp dirs are 0700)
+    try:
+        base.chmod(0o755)
+        env = {**os.environ, "SWINCTL_RUNS": str(base / "runs"), "SWINCTL_DATA": str(base / "data"),
+               "COLUMNS": "200"}
+
+        def swinctl(*args):
+            return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+        assert swinctl("data", "demo").exit_code == 0
+        subprocess.run(["chmod", "-R", "a+rX", str(base)], check=True)
+        held = swinctl("run", "upernet-swin-t", "--smoke", "--executor", "slurm", "--wandb", "disabled", *SHORT,
+                       "--set", "resources.sbatch_args.uid=nobody", "--set", "resources.sbatch_args.gid=nogroup",
+                       "--set", "resources.sbatch_args.begin=now+1hour")
+        assert held.exit_code == 0, held.output
+        ledger = Ledger(base / "runs")
+        [record] = ledger.list_runs()
+        subprocess.run(["chown", "-R", "nobody:nogroup", str(record.run_dir)], check=True)
+        for path in (base / "runs", ledger.path):
+            assert path.stat().st_uid == 0 and not path.stat().st_mode & 0o022  # root's, read-only to nobody
+        subprocess.run(["scontrol", "update", f"JobId={record.job_id}", "StartTime=now"], check=True)
+        done = _wait_for(lambda: _ended(ledger, record.id), 300, "the run to end")
+        assert done.state == "COMPLETED" and "mIoU" in done.metrics, done.error
+        written = record.run_dir / jobstate.STATE_FILE
+        assert pwd.getpwuid(written.stat().st_uid).pw_name == "nobody"  # the job wrote its state as nobody
+        assert ledger.path.stat().st_uid == 0
+        assert "COMPLETED" in swinctl("status", record.id).output
+    finally:
+        subprocess.run(["scancel", "--name", f"swinctl:{record.id}"] if "record" in locals() else ["true"])
+        shutil.rmtree(base, ignore_errors=True)
