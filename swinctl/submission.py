@@ -68,7 +68,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
             ledger.update(p.run_id, event="state", state="FAILED", finished_at=time.time(),
                           error=f"submission failed: {exc}")
         ledger.set_submission(submission.token, state="failed")
-        raise JobError(f"submission to {backend.name} failed: {exc}") from None
+        raise JobError(f"submission to {backend.title} failed: {exc}") from None
     if os.environ.get(KILL_AFTER_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     _record(ledger, submission, submitted, "submitted")
@@ -108,14 +108,15 @@ def reconcile(ledger: Ledger) -> list[str]:
         what = f"{sub.sweep}: " if sub.sweep else ""
         adopted = backend.adopt(sub)
         if adopted is None:
-            _cancel_unsubmitted(ledger, sub.run_ids, f"never submitted: swinctl was interrupted before {backend.name} "
+            _cancel_unsubmitted(ledger, sub.run_ids, f"never submitted: swinctl was interrupted before {backend.title} "
                                 "had the job")
             ledger.set_submission(sub.token, state="lost")
-            notes.append(f"{what}submission {sub.token} never reached {backend.name}; its runs are cancelled"
+            notes.append(f"{what}submission {sub.token} never reached {backend.title}; its runs are cancelled"
                          + (" and will be submitted again" if sub.sweep else ""))
             continue
         _record(ledger, sub, adopted, "reconciled")
-        notes.append(f"{what}adopted {backend.describe(adopted, len(sub.run_ids))} ({len(sub.run_ids)} point(s)) "
+        points = len(sub.run_ids)
+        notes.append(f"{what}adopted {backend.describe(adopted, points)} ({points} point{'s' * (points != 1)}) "
                      "submitted by an interrupted invocation")
     return notes
 

@@ -21,6 +21,7 @@ from swinctl.ledger import Ledger, RunRecord
 
 class FakeBackend(Backend):
     name = "fake"
+    title = "the fake cluster"
     scheduler: dict[str, Observed | None] = {}  # job id -> what the scheduler says (None: nothing to add)
     reached: dict[str, Submitted] = {}  # job name -> what an interrupted submission left at the scheduler
     asked: list[str] = []
@@ -146,7 +147,7 @@ def test_after_a_crash_a_submission_that_reached_the_scheduler_is_adopted(fake):
     _interrupted_submission(fake, ["a", "b"])
     FakeBackend.reached["swinctl:sweep:lr:t1"] = Submitted("300", {"a": "300_0", "b": "300_1"})
     [note] = submission.recover(fake)
-    assert "adopted" in note and "2 point(s)" in note
+    assert "adopted fake job 300 (2 points)" in note
     assert [fake.get(r).job_id for r in ("a", "b")] == ["300_0", "300_1"]
     assert fake.submission("t1").state == "submitted" and fake.submission("t1").job_id == "300"
     assert submission.recover(fake) == []  # settled once
@@ -155,7 +156,7 @@ def test_after_a_crash_a_submission_that_reached_the_scheduler_is_adopted(fake):
 def test_after_a_crash_a_submission_that_never_reached_the_scheduler_cancels_its_runs(fake):
     _interrupted_submission(fake, ["a", "b"])
     [note] = submission.recover(fake)
-    assert "never reached fake" in note and "submitted again" in note
+    assert "never reached the fake cluster" in note and "submitted again" in note
     assert {fake.get(r).state for r in ("a", "b")} == {"CANCELLED"}
     assert fake.submission("t1").state == "lost"
 

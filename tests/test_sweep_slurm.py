@@ -120,7 +120,7 @@ def test_a_sweep_killed_right_after_sbatch_is_adopted_not_submitted_twice(slurm_
     result = swinctl("sweep", "upernet-swin-t", *HELD, *grid)
     assert result.exit_code == 0, result.output
     array = tasks[0].split("_")[0]
-    assert f"adopted SLURM job {array} (3 points)" in result.output and "nothing to submit" in result.output
+    assert f"adopted SLURM job array {array} (3 points)" in result.output and "nothing to submit" in result.output
     assert sorted(r.job_id for r in ledger.list_runs(sweep="killed")) == tasks
     assert _queued(slurm_cluster, submission["job_name"]) == tasks and len(ledger.list_runs()) == 3
     assert [s["state"] for s in _submissions(ledger, "killed")] == ["submitted"]

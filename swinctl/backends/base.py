@@ -43,6 +43,8 @@ class Backend(ABC):
     """Submits job specs and answers for them. Subclasses register under the name runs record (`executor`)."""
 
     name: ClassVar[str]
+    #: How messages call it ("SLURM").
+    title: ClassVar[str] = ""
     #: SIGTERM from this scheduler means "preempted, you will be requeued" (SLURM), not "stop for good".
     sigterm_requeues: ClassVar[bool] = False
     #: What a submission of several points is called in messages.

@@ -147,6 +147,7 @@ class LocalRunner:
 @register
 class LocalBackend(Backend):
     name = "local"
+    title = "the local executor"
     group_noun = "runner (pid)"
 
     def launcher(self, resources: Resources) -> str:

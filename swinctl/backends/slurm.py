@@ -124,6 +124,7 @@ def sacct_state(folder: Path, job_id: str) -> str:
 @register
 class SlurmBackend(Backend):
     name = "slurm"
+    title = "SLURM"
     sigterm_requeues = True  # SLURM preempts and requeues with SIGTERM; the job comes back under the same id
     group_noun = "job"
 
