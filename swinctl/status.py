@@ -136,7 +136,7 @@ def cost(record: RunRecord, resources: dict | None = None) -> Cost | None:
 
 
 def row(ledger: Ledger, record: RunRecord, short_id: str | None = None) -> StatusRow:
-    record = refresh(ledger, record)
+    """The status of one run (refresh it first: `collect` refreshes all its runs at once)."""
     progress = results.read_progress(record.work_dir) if record.work_dir.exists() else None
     metrics = record.metrics
     if not metrics and record.work_dir.exists():
@@ -209,8 +209,11 @@ def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> li
 
 
 def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[StatusRow]:
+    from swinctl import sync
+
     shorts = short_ids(r.id for r in ledger.list_runs())
-    return [row(ledger, record, shorts.get(record.id)) for record in select(ledger, selectors, everything)]
+    records = sync.refresh_all(ledger, select(ledger, selectors, everything))
+    return [row(ledger, record, shorts.get(record.id)) for record in records]
 
 
 class SelectionError(UserError):

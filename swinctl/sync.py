@@ -72,4 +72,12 @@ def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
 
 
 def refresh_all(ledger: Ledger, records: Iterable[RunRecord]) -> list[RunRecord]:
+    """`refresh` for many runs, each backend asked about all of its active runs at once."""
+    records = list(records)
+    by_backend: dict[str, list[RunRecord]] = {}
+    for record in records:
+        if record.is_active:
+            by_backend.setdefault(record.executor, []).append(record)
+    for name, active in by_backend.items():
+        backends.get(name).observe(active)
     return [refresh(ledger, record) for record in records]

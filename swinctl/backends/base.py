@@ -71,6 +71,11 @@ class Backend(ABC):
     def submit(self, specs: Sequence[JobSpec], *, job_name: str, folder: Path, parallel: int) -> Submitted:
         """Submit `specs` as one submission (one job, or one array/runner for several)."""
 
+    def observe(self, records: Sequence[RunRecord]) -> None:
+        """Ask the scheduler about many active runs at once, before `state` is called for each of them (SLURM: one
+        sacct for all, instead of one per run)."""
+        return None
+
     @abstractmethod
     def state(self, record: RunRecord, submission: SubmissionRecord | None) -> Observed | None:
         """The scheduler's view of an active run, or None when it has nothing to add to what the job wrote."""

@@ -112,12 +112,17 @@ def _job_by_name(job_name: str, since: float) -> str | None:
     return found.pop() if found else None
 
 
+_OBSERVED_FOR_S = 2.0  # how long one batched sacct answers for the jobs it asked about
+_observed: dict[str, float] = {}  # job id -> when `observe` last asked sacct about it
+
+
 def sacct_state(folder: Path, job_id: str) -> str:
     """The scheduler's word on a job (via submitit, which reads sacct), as a bare state name."""
     import submitit
 
+    fresh = time.monotonic() - _observed.get(job_id, float("-inf")) < _OBSERVED_FOR_S
     job = submitit.SlurmJob(folder=folder, job_id=job_id)
-    raw = job.get_info(mode="force").get("State") or "UNKNOWN"
+    raw = job.get_info(mode="cache" if fresh else "force").get("State") or "UNKNOWN"
     return raw.split()[0].rstrip("+")  # "CANCELLED by 0" -> CANCELLED
 
 
@@ -161,6 +166,19 @@ class SlurmBackend(Backend):
         if len(specs) > 1:
             executor.parameters["map_count"] = len(specs)  # what `--array=0-N%P` is written from
         return sbatch_text(executor)
+
+    def observe(self, records) -> None:
+        import submitit
+
+        ids = [r.job_id for r in records if r.job_id is not None]
+        if not ids:
+            return
+        watcher = submitit.SlurmJob.watcher  # submitit's shared watcher: one sacct for every job registered with it
+        for job_id in ids:
+            watcher.register_job(job_id)
+        watcher.update()
+        now = time.monotonic()
+        _observed.update((job_id, now) for job_id in ids)
 
     def state(self, record, submission) -> Observed | None:
         if record.job_id is None:

@@ -255,13 +255,11 @@ def spec_json(space: Space, recipe_name: str) -> dict:
     return json.loads(json.dumps(space.canonical(recipe_name), sort_keys=True, default=str))
 
 
-def _serving(ledger, records: list) -> tuple[Any, Any]:
-    """(the run that serves a signature -- completed, or queued/running --, the newest failed one)."""
-    from swinctl import sync
-
+def _serving(records: list) -> tuple[Any, Any]:
+    """(the run that serves a signature -- completed, or queued/running --, the newest failed one), of runs just
+    refreshed."""
     serving = failed = None
     for record in sorted(records, key=lambda r: r.created_at, reverse=True):
-        record = sync.refresh(ledger, record)
         if record.job_id is None and not record.is_active:
             continue  # ended before it reached a scheduler: it never ran
         if record.state == "COMPLETED" and (serving is None or serving.state != "COMPLETED"):
@@ -275,12 +273,15 @@ def _serving(ledger, records: list) -> tuple[Any, Any]:
 
 def decide(plan_: Plan, ledger, *, retry_failed: bool, force: bool) -> None:
     """Mark each point submit or skip, from the runs the ledger holds with the same signature."""
+    from swinctl import sync
+
+    wanted = {p.signature for p in plan_.points}
     by_signature: dict[str, list] = {}
-    for record in ledger.list_runs():
-        if record.kind == "train":
-            by_signature.setdefault(record.signature, []).append(record)
+    for record in sync.refresh_all(ledger, [r for r in ledger.list_runs() if r.kind == "train"
+                                            and r.signature in wanted]):
+        by_signature.setdefault(record.signature, []).append(record)
     for point in plan_.points:
-        serving, failed = _serving(ledger, by_signature.get(point.signature, []))
+        serving, failed = _serving(by_signature.get(point.signature, []))
         if force:
             point.action, point.current = "submit", serving or failed
             point.note = f"rerun (--force; was {point.current.id})" if point.current else "new"

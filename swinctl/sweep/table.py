@@ -24,17 +24,21 @@ class SweepRow:
 
 def sweep_rows(ledger, name: str) -> list[SweepRow]:
     """One row per point of sweep `name`, with the live state of the run that serves it (refreshed)."""
-    from swinctl import status
+    from swinctl import status, sync
 
     points = ledger.sweep_points(name)
     if not points and ledger.get_sweep(name) is None:
         raise KeyError(f"no sweep named '{name}' in {ledger.path}")
-    rows = []
+    records = {}
     for p in points:
         try:
-            record = ledger.get(p.run_id) if p.run_id else None
+            records[p.index] = ledger.get(p.run_id) if p.run_id else None
         except KeyError:
-            record = None
+            records[p.index] = None
+    refreshed = iter(sync.refresh_all(ledger, [r for r in records.values() if r is not None]))
+    rows = []
+    for p in points:
+        record = next(refreshed) if records[p.index] is not None else None
         if record is None:
             rows.append(SweepRow(p.index, p.overrides, p.signature, None, False))
             continue
