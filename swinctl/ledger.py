@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS runs (
     elapsed_s REAL,
     requeues INTEGER NOT NULL DEFAULT 0,
     metrics TEXT NOT NULL DEFAULT '{}',
-    error TEXT
+    error TEXT,
+    deviations TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
@@ -85,6 +86,7 @@ class RunRecord:
     requeues: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    deviations: list[dict] = field(default_factory=list)  # the run vs its published setting (swinctl.guard)
 
     @property
     def is_active(self) -> bool:
@@ -100,7 +102,9 @@ class Event:
 
 
 _COLUMNS = [f.name for f in fields(RunRecord)]
-_JSON_COLUMNS = {"overrides", "metrics"}
+_JSON_COLUMNS = {"overrides", "metrics", "deviations"}
+# Columns added after the first release: a ledger created before gets them (with their default) when opened.
+_ADDED_COLUMNS = {"deviations": "TEXT NOT NULL DEFAULT '[]'"}
 _PATH_COLUMNS = {"run_dir", "work_dir"}
 
 
@@ -161,6 +165,10 @@ class Ledger:
             raise LedgerError(f"ledger {self.path} is not a file; move it aside")
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            have = {row["name"] for row in db.execute("PRAGMA table_info(runs)")}
+            for column, kind in _ADDED_COLUMNS.items():
+                if column not in have:
+                    db.execute(f"ALTER TABLE runs ADD COLUMN {column} {kind}")
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:

@@ -738,8 +738,8 @@ class _Variant:
     """
 
     def __init__(self, space: Space, name: str, recipe_items: list[str], config_keys: list[str], *, executor: str,
-                 wandb: str, root: Path):
-        from swinctl import render, runs
+                 wandb: str, root: Path, scale_lr: bool = True):
+        from swinctl import guard, render, runs
 
         overrides = [*space.sets, *recipe_items]
         # The checks `runs.prepare` makes, once per variant (rendering twice would double the sweep's start-up).
@@ -748,6 +748,7 @@ class _Variant:
         if not space.smoke:
             runs.check_data(recipe)
         self.recipe, self.name, self.smoke, self.root = recipe, name, space.smoke, root
+        self.space_recipe = space.recipe
         self.resources = runs.resources_of(recipe)
         self.executor = runs.resolve_executor(executor)
         self.sets = tuple(space.sets)
@@ -756,6 +757,11 @@ class _Variant:
                                 tags=(("smoke",) if space.smoke else ()) + (_TAGS_MARK,), wandb=wandb)
         self.config = render.render(recipe, ctx, config_items)
         runs.check_checkpoints(runs.checkpoint_refs(self.config))
+        # the points vs the published setting (swinctl/guard): renders the LR scaling rule into the template
+        self.guard = dict(smoke=space.smoke, scale_lr=scale_lr, published=guard.published_of(space.recipe, recipe))
+        self.config_items = list(config_items)
+        self.deviations = guard.check(space.recipe, recipe, self.config, self.resources, **self.guard,
+                                      config_overrides=self.config_items)
         self.config_keys = config_keys
         marked = copy.deepcopy(self.config)
         if config_keys:
@@ -774,12 +780,14 @@ class _Variant:
         return text.replace(repr(_TAGS_MARK), ", ".join(repr(t) for t in tags if t not in self.tags_in_recipe))
 
     def point(self, run_id: str, values: dict[str, Any], config_values: list[tuple[str, Any]]):
-        from swinctl import render, runs
+        from swinctl import guard, render, runs
 
-        cfg = self.config
+        cfg, deviations = self.config, self.deviations
         if config_values:
             cfg = copy.deepcopy(self.config)
             render.apply_config_overrides(cfg, config_values)
+            deviations = guard.check(self.space_recipe, self.recipe, cfg, self.resources, **self.guard,
+                                     config_overrides=[*self.config_items, *config_values])
         run_dir = self.root / run_id
         tags = point_tags(values)
         try:
@@ -789,7 +797,7 @@ class _Variant:
         return runs.PreparedRun(recipe=self.recipe, run_id=run_id, smoke=self.smoke,
                                 overrides=(*self.sets, *point_overrides(values)), config_text=text,
                                 signature=render.signature(cfg, self.resources.world_size),
-                                spec=self.spec(run_id), sweep=self.name)
+                                spec=self.spec(run_id), sweep=self.name, deviations=deviations)
 
     def spec(self, run_id: str):
         from swinctl import runs
@@ -798,7 +806,8 @@ class _Variant:
 
 
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
-         retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None) -> Plan:
+         retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None,
+         scale_lr: bool = True) -> Plan:
     """Render and check every point; with a ledger, also decide which to submit. Writes nothing."""
     from swinctl import runs
 
@@ -832,7 +841,7 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     for index, (values, (recipe_texts, config_values)) in enumerate(zip(values_list, split, strict=True)):
         if recipe_texts not in variants:
             variants[recipe_texts] = _Variant(space, name, list(recipe_texts), config_keys, executor=executor,
-                                              wandb=wandb, root=root)
+                                              wandb=wandb, root=root, scale_lr=scale_lr)
         prepared = variants[recipe_texts].point(new_run_id(), values, config_values)
         points.append(PointPlan(index=index, values=values, prepared=prepared))
 
@@ -1086,13 +1095,13 @@ def array_preview(plan_: Plan, group: list[PointPlan]) -> str:
 
 def run_sweep(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
               retry_failed: bool = False, force: bool = False, split_arrays: bool = False,
-              ) -> tuple[Plan, list[Submission], list[str]]:
+              scale_lr: bool = True) -> tuple[Plan, list[Submission], list[str]]:
     """Plan, reconcile, decide and submit under the runs root's lock. Returns (plan, submissions, notes)."""
     from swinctl import runs
     from swinctl.ledger import Ledger
 
     # Everything that can be wrong with the input is found before the ledger is touched.
-    checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays)
+    checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays, scale_lr=scale_lr)
     runs.require_submitter(checked.executor)
     ledger = Ledger(runs.runs_root(root))
     ensure_tables(ledger)
