@@ -62,6 +62,8 @@ SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override 
                                                      "dotted.key=value (YAML value); repeatable.")]
 Executor = Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is found).")]
 Wandb = Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, disabled.")]
+NoScaleLr = Annotated[bool, typer.Option("--no-scale-lr", help="Keep the recipe's learning rate when the total batch "
+                                         "differs from the published one (default: MMEngine's linear rule).")]
 
 
 def _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit) -> list[str]:
@@ -88,11 +90,12 @@ def run(
     nodes: Annotated[int | None, typer.Option(help="Nodes.")] = None,
     partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
     time_limit: Annotated[str | None, typer.Option("--time", help="Time limit (SLURM format).")] = None,
+    no_scale_lr: NoScaleLr = False,
 ) -> None:
     """Train RECIPE: render its config, record the run, submit it (locally or to SLURM)."""
     overrides = list(set_ or []) + _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit)
     _submit(recipe, overrides, smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="train")
+            wandb=wandb, kind="train", scale_lr=not no_scale_lr)
 
 
 @app.command()
@@ -106,18 +109,21 @@ def test(
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = True,
     runs_root: RunsRoot = None,
     wandb: Wandb = "disabled",
+    no_scale_lr: NoScaleLr = False,
 ) -> None:
     """Evaluate a checkpoint with RECIPE's test set and metrics; records the result as a test run."""
     _submit(recipe, list(set_ or []), smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="test", checkpoint=checkpoint)
+            wandb=wandb, kind="test", checkpoint=checkpoint, scale_lr=not no_scale_lr)
 
 
-def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None) -> None:
+def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
+            scale_lr=True) -> None:
     with _Guard():
         from swinctl import runs
+        from swinctl.guard import show
 
         prepared = runs.prepare(recipe, overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root,
-                                kind=kind, checkpoint=checkpoint)
+                                kind=kind, checkpoint=checkpoint, scale_lr=scale_lr)
         if dry_run:
             from rich.syntax import Syntax
 
@@ -134,7 +140,9 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
                 console.rule("submission script")
                 console.print(script, highlight=False, soft_wrap=True)
             console.print(f"executor: {spec.executor}   signature: {prepared.signature}")
+            console.print(show.deviations(prepared.deviations))
             return
+        console.print(show.deviations(prepared.deviations))
         record, submitted = runs.launch(prepared)
         from swinctl import backends
 
@@ -266,11 +274,31 @@ def data_demo(
 
 
 @app.command()
-def doctor() -> None:
-    """Report versions, compiled mmcv ops, GPUs, SLURM and the W&B mode."""
+def doctor(
+    recipe: Annotated[str | None, typer.Argument(help="Also check this recipe's run against its published setting: "
+                                                 "batch and LR, pretrained weights, dataset splits, reference log.",
+                                                 show_default=False)] = None,
+    set_: SetOpt = None,
+    gpus: Annotated[int | None, typer.Option(help="GPUs in total (with RECIPE).")] = None,
+    gpus_per_node: Annotated[int | None, typer.Option(help="GPUs per node (with RECIPE).")] = None,
+    nodes: Annotated[int | None, typer.Option(help="Nodes (with RECIPE).")] = None,
+    no_scale_lr: NoScaleLr = False,
+) -> None:
+    """Report versions, compiled mmcv ops, GPUs, SLURM and the W&B mode; with RECIPE, whether its run can reproduce
+    the published number."""
     from swinctl import doctor as checks
 
-    console.print(checks.table(checks.run_checks()))
+    if recipe is None:
+        console.print(checks.table(checks.run_checks()))
+        return
+    with _Guard():
+        from swinctl.guard import show
+
+        overrides = list(set_ or []) + _resource_overrides(gpus, gpus_per_node, nodes, None, None)
+        found, reference = checks.recipe_checks(recipe, overrides, scale_lr=not no_scale_lr)
+        console.print(show.deviations(found, title=f"of {recipe} against the published setting"))
+        if reference:
+            console.print(reference, highlight=False)
 
 
 @app.command()

@@ -53,6 +53,9 @@ def sweep(
     wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
                                        "disabled.")] = "auto",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a sweep of more than 2,000 points.")] = False,
+    no_scale_lr: Annotated[bool, typer.Option("--no-scale-lr", help="Keep the recipe's learning rate when the total "
+                                              "batch differs from the published one (default: the linear rule).")]
+    = False,
 ) -> None:
     """Sweep a recipe over a grid, paired lists, a random search and seeds: one run per point, one job array.
 
@@ -71,11 +74,12 @@ def sweep(
             fail("--retry-failed and --force: --force already reruns every point; give one")
         if dry_run:
             _dry_run(sw, space, executor=executor, wandb=wandb, root=runs_root, retry_failed=retry_failed,
-                     force=force, split_arrays=split_arrays)
+                     force=force, split_arrays=split_arrays, scale_lr=not no_scale_lr)
             return
         plan, submissions, notes = sw.run_sweep(space, executor=executor, wandb=wandb, root=runs_root,
                                                 retry_failed=retry_failed, force=force, split_arrays=split_arrays,
-                                                yes=yes)
+                                                yes=yes, scale_lr=not no_scale_lr)
+        _print_deviations(plan)
         for note in notes:
             console.print(f"[yellow]reconciled[/] {note}")
         console.print(sw.plan_table(plan))
@@ -111,6 +115,24 @@ def _dry_run(sw, space, **kwargs) -> None:
         console.print("nothing would be submitted: every point already ran or is running")
     if len(plan.points) > sw.CONFIRM_ABOVE:
         console.print(f"[yellow]{len(plan.points)} points[/]: submitting needs --yes")
+    _print_deviations(plan)
+
+
+def _print_deviations(plan) -> None:
+    """Each point's deviations from the published setting; points that share them are printed once."""
+    from swinctl.cli import console
+    from swinctl.guard import show
+
+    seen: dict[str, list[int]] = {}
+    found_of: dict[str, list[dict]] = {}
+    for point in plan.points:
+        key = repr(point.prepared.deviations)
+        seen.setdefault(key, []).append(point.index)
+        found_of[key] = point.prepared.deviations
+    for key, indexes in seen.items():
+        which = "every point" if len(seen) == 1 else f"point{'s' if len(indexes) > 1 else ''} " \
+            + ", ".join(map(str, indexes))
+        console.print(show.deviations(found_of[key], title=f"of {which} against the published setting"))
 
 
 def _follow(sw, plan) -> None:

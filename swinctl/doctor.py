@@ -101,3 +101,24 @@ def table(checks: list[Check]) -> Table:
     for c in checks:
         t.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail)
     return t
+
+
+def recipe_checks(recipe: str, overrides: list[str], *, scale_lr: bool = True) -> tuple[list[dict], str | None]:
+    """`swinctl doctor RECIPE`: the run `swinctl run RECIPE` would submit, against its published setting (the same
+    checks as every submission: swinctl.guard), and the state of its reference log. Raises a UserError where a
+    submission would be refused (e.g. pretrained weights that do not fit)."""
+    from swinctl import runs
+    from swinctl.guard import reference
+
+    prepared = runs.prepare(recipe, overrides=overrides, executor="local", wandb="disabled", scale_lr=scale_lr)
+    spec = reference.spec_of(prepared.recipe.model_dump(mode="json"))
+    if spec is None:
+        return prepared.deviations, "reference log: none named (add reference_log: to the recipe to have status " \
+                                    "and report compare each evaluation with it)"
+    try:
+        log = reference.read(spec.url, spec.format)
+    except (reference.ReferenceUnavailable, OSError) as exc:
+        return prepared.deviations, f"reference log {spec.url}: {exc}"
+    points = len(log.val)
+    return prepared.deviations, f"reference log ({spec.source}): {points} evaluation{'s' if points != 1 else ''} " \
+                                f"cached; status and report compare the run with it (tolerance {spec.tolerance:g})"

@@ -21,7 +21,7 @@ from pathlib import Path
 from swinctl.errors import UserError
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 2  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping
+SCHEMA_VERSION = 2  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping, deviations
 
 # Scheduler states as SLURM names them; every backend maps onto the same names.
 ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED")
@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS runs (
     metrics TEXT NOT NULL DEFAULT '{}',
     error TEXT,
     submission TEXT,
-    events_folded INTEGER NOT NULL DEFAULT 0
+    events_folded INTEGER NOT NULL DEFAULT 0,
+    deviations TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
@@ -93,12 +94,14 @@ CREATE INDEX IF NOT EXISTS sweep_points_run ON sweep_points (run_id);
 
 
 def _migrate_1_to_2(db: sqlite3.Connection) -> None:
-    """Version 1 had no submissions table (sweeps kept `sweep_submissions`) and no fold bookkeeping."""
+    """Version 1 had no submissions table (sweeps kept `sweep_submissions`), no fold bookkeeping, no deviations."""
     have = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
     if "submission" not in have:
         db.execute("ALTER TABLE runs ADD COLUMN submission TEXT")
     if "events_folded" not in have:
         db.execute("ALTER TABLE runs ADD COLUMN events_folded INTEGER NOT NULL DEFAULT 0")
+    if "deviations" not in have:
+        db.execute("ALTER TABLE runs ADD COLUMN deviations TEXT NOT NULL DEFAULT '[]'")
     legacy = db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'sweep_submissions'")
     if legacy.fetchone():
         db.execute("INSERT OR IGNORE INTO submissions SELECT token, sweep, executor, job_name, '', run_ids_json, "
@@ -137,6 +140,7 @@ class RunRecord:
     error: str | None = None
     submission: str | None = None  # the token of the submission that queued it
     events_folded: int = 0  # lines of the run dir's job events already folded into `events`
+    deviations: list[dict] = field(default_factory=list)  # the run vs its published setting (swinctl.guard)
 
     @property
     def is_active(self) -> bool:
@@ -184,7 +188,7 @@ class SweepPoint:
 
 _COLUMNS = [f.name for f in fields(RunRecord)]
 _SUBMISSION_COLUMNS = [f.name for f in fields(SubmissionRecord)]
-_JSON_COLUMNS = {"overrides", "metrics"}
+_JSON_COLUMNS = {"overrides", "metrics", "deviations"}
 _PATH_COLUMNS = {"run_dir", "work_dir"}
 
 

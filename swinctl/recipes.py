@@ -177,6 +177,22 @@ class Expected(_Strict):
     source: str
 
 
+class ReferenceLog(_Strict):
+    """A published training log to compare a run's validations with, epoch by epoch (`swinctl.guard.reference`)."""
+
+    url: str  # an http(s) URL (downloaded once, cached) or a local file
+    format: Literal["mmcv1", "mmengine"] | None = None  # mmcv1: <ts>.log.json; mmengine: scalars.json; None: by name
+    source: str = "reference log"  # what it is, e.g. "MMDet 2.x mask_rcnn_swin-t-p4-w7_fpn_1x_coco"
+    tolerance: float | None = Field(None, ge=0)  # points behind it that flag a run (None: the recipe's tolerance)
+
+    @field_validator("url")
+    @classmethod
+    def _one_line(cls, url: str) -> str:
+        if not url.strip() or "\n" in url:
+            raise ValueError("reference_log.url must be one line: a URL or a file path")
+        return url
+
+
 class Smoke(_Strict):
     """What `--smoke` changes: recipe fields first, then config keys. The data root becomes the demo set."""
 
@@ -200,6 +216,7 @@ class Recipe(_Strict):
     seed: int | None = None
     expected: list[Expected] = []
     tolerance: float = Field(0.5, ge=0)
+    reference_log: ReferenceLog | None = None
     smoke: Smoke = Smoke()
     config: dict[str, Any] = {}  # extra config keys, merged last
 

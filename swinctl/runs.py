@@ -13,7 +13,7 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -164,6 +164,7 @@ class PreparedRun:
     signature: str
     spec: JobSpec
     sweep: str | None
+    deviations: list[dict] = field(default_factory=list)  # swinctl.guard.check: the run vs its published setting
 
     def command(self) -> list[str]:
         return self.spec.command()
@@ -198,8 +199,9 @@ def prepare(
     checkpoint: Path | None = None,
     sweep: str | None = None,
     run_id: str | None = None,
+    scale_lr: bool = True,
 ) -> PreparedRun:
-    from swinctl import render
+    from swinctl import guard, render
 
     check_wandb_mode(wandb)
     recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
@@ -216,10 +218,13 @@ def prepare(
                             tags=("smoke",) if smoke else (), wandb=wandb)  # type: ignore[arg-type]
     cfg = render.render(recipe, ctx, config_overrides)
     check_checkpoints(checkpoint_refs(cfg, checkpoint))
+    # the run vs its published setting; renders MMEngine's linear LR scaling rule into cfg (swinctl/guard)
+    deviations = guard.check(ref, recipe, cfg, resources, smoke=smoke, kind=kind, scale_lr=scale_lr,
+                             config_overrides=config_overrides)
     spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg, resources.world_size),
-                       spec=spec, sweep=sweep)
+                       spec=spec, sweep=sweep, deviations=deviations)
 
 
 def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
@@ -229,6 +234,7 @@ def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord
         overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
         state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
         seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
+        deviations=list(prepared.deviations),
     )
 
 
@@ -243,6 +249,9 @@ def materialize(prepared: PreparedRun, submission: str | None = None) -> RunReco
     try:
         (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
         spec.config.write_text(prepared.config_text)
+        from swinctl import guard
+
+        guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
         return ledger.add(record_of(prepared, submission))
     except BaseException:
         shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row

@@ -56,6 +56,7 @@ class StatusRow:
     gpu_hours: float | None
     cost: Cost | None = None
     short_id: str | None = None  # the shortest unique tail of the id among the ledger's runs
+    reference: dict | None = None  # validations vs the recipe's reference log (swinctl.guard.reference)
 
     def to_json(self) -> dict:
         r, p = self.record, self.progress
@@ -66,7 +67,7 @@ class StatusRow:
             "progress": None if p is None else {"iter": p.iter, "total": p.total, "eta_s": p.eta_s},
             "metrics": self.metrics, "gpu_hours": self.gpu_hours,
             "cost": None if self.cost is None else dataclasses.asdict(self.cost), "error": r.error,
-            "run_dir": str(r.run_dir),
+            "run_dir": str(r.run_dir), "deviations": r.deviations, "reference": self.reference,
         }
 
 
@@ -141,7 +142,13 @@ def row(ledger: Ledger, record: RunRecord, short_id: str | None = None) -> Statu
     metrics = record.metrics
     if not metrics and record.work_dir.exists():
         metrics = results.read_work_dir(record.work_dir).last_metrics()
-    return StatusRow(record, progress, metrics, gpu_hours(record), cost(record), short_id)
+    compared = None
+    if not record.smoke and record.work_dir.exists():  # behind the reference log? (swinctl.guard.reference)
+        from swinctl.guard import reference
+
+        found = reference.compare_run(record.run_dir, record.work_dir)
+        compared = found.to_dict() if found is not None else None
+    return StatusRow(record, progress, metrics, gpu_hours(record), cost(record), short_id, compared)
 
 
 # ---------------------------------------------------------------------------------------------- selecting runs

@@ -228,6 +228,9 @@ def status_table(rows, *, wide: bool = False) -> FitTable:
             notes.append(Text(f"requeued x{r.requeues}", style="yellow"))
         if r.error and not r.is_active:
             notes.append(Text(r.error.strip().splitlines()[0][:160], style="dim"))
+        ref = getattr(row, "reference", None)
+        if ref and ref.get("points"):  # behind or on its reference log (swinctl.guard.reference)
+            notes.append(Text(ref["summary"], style="bold red" if ref.get("behind") else "dim"))
         table.add_row(run_name(r.id, row.short_id, r.smoke, wide), r.recipe, state_text(r.state),
                       f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics, "\n"),
                       cost_text(row.cost), Text("\n").join(notes) if notes else "")

@@ -17,6 +17,11 @@ def _isolated_environment(tmp_path_factory):
     data = tmp_path_factory.mktemp("demo-data")
     patch = pytest.MonkeyPatch()
     patch.setenv("SWINCTL_DATA", str(data))
+    # the reproduction guard's caches (pretrained checks, split counts, reference logs, torch hub) stay here, and
+    # it never downloads: tests use fixtures, never the network
+    patch.setenv("SWINCTL_CACHE", str(tmp_path_factory.mktemp("swinctl-cache")))
+    patch.setenv("TORCH_HOME", str(tmp_path_factory.mktemp("torch-home")))
+    patch.setenv("SWINCTL_OFFLINE", "1")
     patch.setenv("WANDB_MODE", "offline")
     patch.setenv("WANDB_SILENT", "true")
     patch.delenv("WANDB_API_KEY", raising=False)

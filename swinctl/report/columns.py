@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from swinctl.report.judging import override_key, varying
-from swinctl.report.model import GroupRow, Reference, Report, RunRow, SweepPoint, SweepTable
+from swinctl.report.model import ABOVE, BELOW, REPRODUCED, GroupRow, Reference, Report, RunRow, SweepPoint, SweepTable
 
 Cell = str | tuple[str, str]
 
@@ -130,6 +130,20 @@ def _run_name(line: RunLine, ctx: Ctx) -> Cell:
     return name
 
 
+def _verdict(line: RunLine, ctx: Ctx) -> Cell:
+    """The verdict; one of a run that deviates from its published setting says so (the deviations column, next
+    to it, lists them); a run behind its reference log says that too."""
+    verdict = line.res.verdict if line.res else line.row.verdict
+    text = verdict
+    if line.row.deviations and verdict in (REPRODUCED, BELOW, ABOVE):
+        n = len(line.row.deviations)
+        text = f"{verdict} ({n} deviation{'s' if n > 1 else ''})"
+    ref = line.row.reference
+    if line.first and ref and ref.get("behind"):
+        text = f"{text}{ctx.sep}behind reference"
+    return text, verdict_class(verdict)
+
+
 def run_columns(report: Report, recipe: str | None) -> list[Column]:
     judged_last = report.pick == "last"
     return [
@@ -145,15 +159,21 @@ def run_columns(report: Report, recipe: str | None) -> list[Column]:
         Column("expected", lambda ln, ctx: _expected(ln.res.references, ctx) if ln.res else "-",
                formats=("md", "html")),
         Column("Δ", lambda ln, ctx: _deltas(ln.res.references, ctx) if ln.res else "-", numeric=True),
-        Column("verdict", lambda ln, ctx: (v := ln.res.verdict if ln.res else ln.row.verdict, verdict_class(v)),
-               wrap=True),
+        Column("verdict", _verdict, wrap=True),
+        Column("deviations", lambda ln, ctx: ctx.sep.join(ln.row.deviations) if ln.first else "", wrap=True,
+               fold=True, drop_empty=True),
         Column("cost", lambda ln, ctx: hours(ln.row.cost.hours, ln.row.cost.unit) if ln.first and ln.row.cost
                else ("-" if ln.first else ""), numeric=True, wrap=True, optional=1, drop_empty=True),
         Column(f"per {_cost_unit(report, recipe)}", lambda ln, ctx: num(_per_hour(ln)), numeric=True, wrap=True,
                optional=4, drop_empty=True),
-        Column("notes", lambda ln, ctx: ctx.sep.join(ln.row.problems) if ln.first else "", wrap=True, fold=True,
+        Column("notes", lambda ln, ctx: ctx.sep.join(_notes(ln.row)) if ln.first else "", wrap=True, fold=True,
                drop_empty=True),
     ]
+
+
+def _notes(row: RunRow) -> list[str]:
+    ref = row.reference  # compared evaluations only: an unavailable reference log is in the JSON
+    return [*row.problems, *([ref["summary"]] if ref and ref.get("points") else [])]
 
 
 def shown_overrides(report: Report) -> dict[str, list[str]]:

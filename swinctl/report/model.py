@@ -81,6 +81,18 @@ class Progress(TypedDict):
     phase: str | None
 
 
+class ReferenceCheck(TypedDict):
+    """A run's validations against its recipe's reference training log (swinctl.guard.reference)."""
+
+    source: str
+    url: str
+    tolerance: float
+    behind: bool
+    summary: str
+    problem: str | None
+    points: list[dict]
+
+
 @dataclass
 class MetricResult:
     metric: str
@@ -119,6 +131,9 @@ class RunRow:
     verdict: Verdict  # of the first metric
     results: list[MetricResult]
     cost: Cost | None = None  # GPU-hours, or CPU-hours where no GPU was used; with node-hours
+    # how the run differs from its recipe's published setting (swinctl.guard), listed next to every verdict
+    deviations: list[str] = field(default_factory=list)
+    reference: ReferenceCheck | None = None  # its validations against the recipe's reference log
     short_id: str | None = _internal()  # as tables show it (full ids in JSON)
 
     def result(self, metric: str) -> MetricResult | None:

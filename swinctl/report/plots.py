@@ -67,11 +67,34 @@ def _metric_panel(ax, recipe: str, metric: str, logs, report: Report) -> None:
         if curve:
             ax.plot(*zip(*curve, strict=True), ":" if row.smoke else "-", marker="o", markersize=3,
                     label=_label(row))
+    _reference_curves(ax, metric, logs)
     for i, e in enumerate(e for e in report.expectations.get(recipe, []) if e.metric == metric):
         ax.axhline(e.value, linestyle="--", linewidth=1, color=f"C{(i + 7) % 10}",
                    label=f"expected {e.value:g} ({e.source})")
     ax.set(title=f"{recipe}: {metric}", xlabel="iteration", ylabel=f"{metric} (%)")
     _finish(ax)
+
+
+def _reference_curves(ax, metric: str, logs) -> None:
+    """The recipe's reference training log (swinctl.guard.reference), once per log, dashed grey. Epoch-based
+    points sit at the epochs' last iterations of the run they are drawn with, so batch sizes may differ."""
+    from swinctl.guard import reference
+
+    drawn: set[str] = set()
+    for row, log in logs:
+        if row.smoke or not row.reference or row.reference["url"] in drawn or not row.work_dir:
+            continue
+        found = reference.reference_curve(Path(row.work_dir).parent, metric)
+        if found is None:
+            continue
+        source, curve = found
+        per_epoch = next((p.iter // p.epoch for p in log.val if p.epoch and p.iter), None)
+        points = [((epoch * per_epoch) if epoch is not None and per_epoch else it, value)
+                  for it, epoch, value in curve if (epoch is not None and per_epoch) or it is not None]
+        if points:
+            drawn.add(row.reference["url"])
+            ax.plot(*zip(*points, strict=True), "--", color="0.45", marker="x", markersize=3,
+                    label=f"reference: {source}")
 
 
 def _loss_panel(ax, recipe: str, logs) -> None:

@@ -39,7 +39,8 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
              log_format: str, progress: results.Progress | None, flags: Iterable[str], problems: list[str],
              last: dict[str, float], best: dict[str, tuple[float, results.ValPoint | None]],
              last_at: results.ValPoint | None, expectation: Expected | None,
-             metrics: list[str] | None, pick: str, cost: status.Cost | None = None) -> RunRow:
+             metrics: list[str] | None, pick: str, cost: status.Cost | None = None,
+             deviations: list[str] = (), reference: dict | None = None) -> RunRow:
     """One report row from what is known about a run, whatever its origin (ledger, import, W&B)."""
     expectations, tolerance = expectation if expectation else ([], None)
     incomplete = results.INCOMPLETE in flags
@@ -61,7 +62,8 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
                   overrides=list(overrides), state=state, smoke=smoke, executor=executor, gpus=gpus,
                   elapsed_s=elapsed_s, gpu_hours=gpu_hours, work_dir=work_dir, log_format=log_format,
                   progress=_progress_dict(progress), flags=sorted(flags), problems=problems,
-                  verdict=rows[0].verdict if rows else NO_METRICS, results=rows, cost=cost)
+                  verdict=rows[0].verdict if rows else NO_METRICS, results=rows, cost=cost,
+                  deviations=list(deviations), reference=reference)
 
 
 def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, dict, results.ValPoint | None]:
@@ -84,6 +86,18 @@ def _all_metric_names(metrics: list[str] | None, expectation: Expected | None) -
     if expectation:
         names += [e.metric for e in expectation[0]]
     return list(dict.fromkeys(names))
+
+
+def guard_fields(run_dir: Path, work_dir: Path, recorded: list[dict] | None, smoke: bool) -> dict:
+    """A run's deviations from its published setting (the ledger's, else its run dir's deviations.json) and its
+    comparison with the recipe's reference log (swinctl.guard)."""
+    from swinctl import guard
+    from swinctl.guard import reference
+
+    found = recorded if recorded else guard.read(run_dir)
+    deviations = [d["message"] for d in found or [] if d.get("severity") != "note" and d.get("message")]
+    compared = None if smoke else reference.compare_run(run_dir, work_dir)
+    return {"deviations": deviations, "reference": compared.to_dict() if compared is not None else None}
 
 
 # ---------------------------------------------------------------------------------------------- the ledger
@@ -120,6 +134,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         gpu_hours=status.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
         progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
         expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record, resources),
+        **guard_fields(record.run_dir, record.work_dir, record.deviations, record.smoke),
     )
 
 
@@ -138,6 +153,7 @@ def row_from_import(path: Path, expectation: Expected | None, recipe: str | None
         smoke=False, executor=None, gpus=None, elapsed_s=None, gpu_hours=None, work_dir=str(path),
         log_format=log.format, progress=log.progress, flags=log.flags, problems=list(log.problems), last=last,
         best=best, last_at=last_at, expectation=expectation, metrics=metrics, pick=pick,
+        **(guard_fields(path.parent, path, None, False) if path.name == "work_dir" else {}),
     )
 
 

@@ -109,8 +109,8 @@ class _Renderer:
     with a placeholder at each key where any point differs -- with that point's values put in as literals.
     Signatures come from each point's own config, so they are exactly what `run --set ...` computes."""
 
-    def __init__(self, space: Space, name: str, *, executor: str, wandb: str, root: Path):
-        from swinctl import render, runs
+    def __init__(self, space: Space, name: str, *, executor: str, wandb: str, root: Path, scale_lr: bool = True):
+        from swinctl import guard, render, runs
 
         runs.check_wandb_mode(wandb)
         self.base, self.config_items = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
@@ -122,31 +122,41 @@ class _Renderer:
         self.ctx = render.RunContext(run_id=_TEMPLATE_ID, run_dir=self.template_dir, group=name,
                                      tags=(("smoke",) if space.smoke else ()) + (_TAGS_MARK,), wandb=wandb)
         self.tags_in_recipe = {*self.base.tracking.tags, "smoke"}
-        self.variants: dict[tuple[str, ...], tuple[Any, Any, Any]] = {}
+        self.variants: dict[tuple[str, ...], tuple[Any, Any, Any, list[dict]]] = {}
+        # each point against the published setting (swinctl.guard; it also renders the LR scaling rule)
+        self.space_recipe = space.recipe
+        self.guard = dict(smoke=space.smoke, scale_lr=scale_lr, published=guard.published_of(space.recipe,
+                                                                                            self.base))
 
     def variant(self, recipe_texts: tuple[str, ...]):
-        """(recipe, rendered config, resources) of the base recipe with these recipe-field overrides."""
+        """(recipe, rendered config, resources, deviations) of the base recipe with these recipe-field overrides."""
         if recipe_texts not in self.variants:
-            from swinctl import render, runs
+            from swinctl import guard, render, runs
 
             recipe = self.base
             if recipe_texts:
                 on_recipe, _ = recipes.split_overrides(self.base, list(recipe_texts))
                 recipe = recipes.apply_recipe_overrides(self.base, on_recipe)
             config = render.render(recipe, self.ctx, self.config_items)
-            self.variants[recipe_texts] = (recipe, config, runs.resources_of(recipe))
+            resources = runs.resources_of(recipe)
+            deviations = guard.check(self.space_recipe, recipe, config, resources, **self.guard,
+                                     config_overrides=self.config_items)
+            self.variants[recipe_texts] = (recipe, config, resources, deviations)
         return self.variants[recipe_texts]
 
     def points(self, split: list[tuple[tuple[str, ...], list[tuple[str, Any]]]], values_list: list[dict],
                run_ids: list[str]) -> list:
-        from swinctl import render, runs
+        from swinctl import guard, render, runs
 
-        configs, leaves, checked = [], [], set()
+        configs, leaves, found, checked = [], [], [], set()
         for recipe_texts, config_values in split:
-            recipe, cfg, resources = self.variant(recipe_texts)
+            recipe, cfg, resources, deviations = self.variant(recipe_texts)
             if config_values:
                 cfg = copy.deepcopy(cfg)
                 render.apply_config_overrides(cfg, config_values)
+                deviations = guard.check(self.space_recipe, recipe, cfg, resources, **self.guard,
+                                         config_overrides=[*self.config_items, *config_values])
+            found.append(deviations)
             refs = [ref for ref in runs.checkpoint_refs(cfg) if ref not in checked]  # each file read once
             runs.check_checkpoints(refs)
             checked.update(refs)
@@ -158,9 +168,9 @@ class _Renderer:
         template.merge_from_dict({k: _placeholder(i) for i, k in enumerate(marks)}, allow_list_keys=True)
         text = render.to_text(template)
         prepared = []
-        for (recipe_texts, _), values, run_id, cfg, flat in zip(split, values_list, run_ids, configs, leaves,
-                                                                 strict=True):
-            recipe, _, resources = self.variant(recipe_texts)
+        for (recipe_texts, _), values, run_id, cfg, flat, deviations in zip(split, values_list, run_ids, configs,
+                                                                            leaves, found, strict=True):
+            recipe, _, resources, _ = self.variant(recipe_texts)
             run_dir = self.root / run_id
             if flat.keys() == first.keys():  # same structure: the template holds it
                 point_text = text
@@ -172,7 +182,8 @@ class _Renderer:
                 recipe=recipe, run_id=run_id, smoke=self.smoke, overrides=(*self.sets, *point_overrides(values)),
                 config_text=self._personal(point_text, run_id, run_dir, point_tags(values)),
                 signature=render.signature(cfg, resources.world_size),
-                spec=runs.job_spec(recipe, run_id, self.root, resources, self.backend), sweep=self.name))
+                spec=runs.job_spec(recipe, run_id, self.root, resources, self.backend), sweep=self.name,
+                deviations=deviations))
         return prepared
 
     def _personal(self, text: str, run_id: str, run_dir: Path, tags: list[str]) -> str:
@@ -182,7 +193,8 @@ class _Renderer:
 
 
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
-         retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None) -> Plan:
+         retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None,
+         scale_lr: bool = True) -> Plan:
     """Render and check every point; with a ledger, also decide which to submit. Writes nothing."""
     from swinctl import runs
 
@@ -209,7 +221,7 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     for values in values_list:
         recipe_texts = tuple(f"{k}={format_value(v)}" for k, v in values.items() if sides[k] is None)
         split.append((recipe_texts, [(sides[k], v) for k, v in values.items() if sides[k] is not None]))
-    renderer = _Renderer(space, name, executor=executor, wandb=wandb, root=root)
+    renderer = _Renderer(space, name, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr)
     prepared = renderer.points(split, values_list, [new_run_id() for _ in values_list])
     points = [PointPlan(index=i, values=v, prepared=p) for i, (v, p) in enumerate(zip(values_list, prepared,
                                                                                        strict=True))]

@@ -51,13 +51,13 @@ def submit(plan_: Plan, ledger) -> list[Submission]:
 
 def run_sweep(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
               retry_failed: bool = False, force: bool = False, split_arrays: bool = False, yes: bool = False,
-              ) -> tuple[Plan, list[Submission], list[str]]:
+              scale_lr: bool = True) -> tuple[Plan, list[Submission], list[str]]:
     """Plan, reconcile, decide and submit under the runs root's lock. Returns (plan, submissions, notes)."""
     from swinctl import runs, submission
     from swinctl.ledger import Ledger
 
     # Everything that can be wrong with the input is found before the ledger is touched.
-    checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays)
+    checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays, scale_lr=scale_lr)
     if len(checked.points) > CONFIRM_ABOVE and not yes:
         raise SweepError(f"this sweep has {len(checked.points)} points (more than {CONFIRM_ABOVE}): check the space "
                          "with --dry-run, then pass --yes to submit it")
