@@ -19,6 +19,11 @@ from swinctl.backends import local
 from swinctl.cli import app
 from swinctl.ledger import Ledger
 
+try:
+    from polling import wait_for
+except ImportError:  # pragma: no cover  (run from outside tests/)
+    from tests.polling import wait_for
+
 pytestmark = pytest.mark.slow
 
 TRAIN = ["upernet-swin-t", "--smoke", "--executor", "local", "--wandb", "disabled", "--set", "schedule.log_interval=1",
@@ -29,15 +34,6 @@ def _invoke(root: Path, *args):
     return CliRunner().invoke(app, [str(a) for a in args], env={**os.environ, "SWINCTL_RUNS": str(root),
                                                                "COLUMNS": "200"})
 
-
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
 def _look(ledger: Ledger, run_id: str):
@@ -68,7 +64,7 @@ def _started(root: Path, *extra: str):
     assert result.exit_code == 0, result.output
     ledger = Ledger(root)
     [record] = ledger.list_runs()
-    _wait_for(lambda: _look(ledger, record.id).state == "RUNNING" and _iteration(record) >= 2, 180,
+    wait_for(lambda: _look(ledger, record.id).state == "RUNNING" and _iteration(record) >= 2, 180,
               "two iterations of training")
     return ledger, record
 
@@ -81,7 +77,7 @@ def test_killing_the_recorded_process_leaves_a_training_run_running_to_completio
     at_kill = _iteration(record)
     time.sleep(3)
     assert _look(ledger, record.id).state == "RUNNING"
-    done = _wait_for(lambda: not (r := _look(ledger, record.id)).is_active and r, 300, "the run to end")
+    done = wait_for(lambda: not (r := _look(ledger, record.id)).is_active and r, 300, "the run to end")
     assert done.state == "COMPLETED" and "mIoU" in done.metrics, done.error
     assert _iteration(record) == 40 > at_kill
 
@@ -94,8 +90,8 @@ def test_cancel_stops_every_process_of_the_run_and_it_stays_cancelled(tmp_path):
     assert len(processes) >= 3
     cancelled = _invoke(root, "cancel", record.id)
     assert cancelled.exit_code == 0 and "process group" in cancelled.output, cancelled.output
-    _wait_for(lambda: not _group(pgid), 10, "every process of the run to end")
-    _wait_for(lambda: not local.group_alive(pgid), 5, "the backend to see the group gone")
+    wait_for(lambda: not _group(pgid), 10, "every process of the run to end")
+    wait_for(lambda: not local.group_alive(pgid), 5, "the backend to see the group gone")
     time.sleep(1)
     assert _look(ledger, record.id).state == "CANCELLED"
     assert "CANCELLED" in _invoke(root, "status", record.id).output
@@ -108,13 +104,13 @@ def test_ctrl_c_during_wait_stops_watching_and_the_run_goes_on(tmp_path):
     # its own process group, as a terminal's foreground job is: Ctrl-C sends SIGINT to the whole group
     waiting = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                start_new_session=True)
-    ledger = _wait_for(lambda: (root / "ledger.sqlite").exists() and Ledger(root), 120, "the ledger")
-    record = _wait_for(lambda: (runs := ledger.list_runs()) and runs[0], 60, "the run's row")
-    _wait_for(lambda: _iteration(record) >= 2, 180, "two iterations of training")
+    ledger = wait_for(lambda: (root / "ledger.sqlite").exists() and Ledger(root), 120, "the ledger")
+    record = wait_for(lambda: (runs := ledger.list_runs()) and runs[0], 60, "the run's row")
+    wait_for(lambda: _iteration(record) >= 2, 180, "two iterations of training")
     os.killpg(waiting.pid, signal.SIGINT)
     output, _ = waiting.communicate(timeout=60)
     assert waiting.returncode == 130, output
     assert "stopped watching" in output and "it goes on" in output and "Traceback" not in output, output
     assert _look(ledger, record.id).state in ("RUNNING", "COMPLETED")  # (a fast machine may be done already)
-    done = _wait_for(lambda: not (r := _look(ledger, record.id)).is_active and r, 300, "the run to end")
+    done = wait_for(lambda: not (r := _look(ledger, record.id)).is_active and r, 300, "the run to end")
     assert done.state == "COMPLETED" and "mIoU" in done.metrics, done.error

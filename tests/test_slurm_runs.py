@@ -18,6 +18,11 @@ from swinctl.cli import app
 from swinctl.ledger import Ledger
 
 try:
+    from polling import wait_for
+except ImportError:  # pragma: no cover  (run from outside tests/)
+    from tests.polling import wait_for
+
+try:
     from slurm_cluster import slurm_cluster  # noqa: F401  (fixture; see tests/slurm_cluster.py for the import)
 except ImportError:  # pragma: no cover
     from tests.slurm_cluster import slurm_cluster  # noqa: F401
@@ -50,15 +55,6 @@ def _ended(ledger: Ledger, run_id: str):
     return None if record.is_active else record
 
 
-def _wait_for(predicate, timeout: float, what: str):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
 
 def test_smoke_run_on_slurm_completes_with_metrics_in_the_ledger(swinctl):
     started = time.time()
@@ -81,12 +77,12 @@ def test_cancel_gives_cancelled_promptly(swinctl):
     ledger = Ledger(swinctl.root)
     [record] = ledger.list_runs()
     submitted = time.time()
-    _wait_for(lambda: _look(ledger, record.id).state == "RUNNING", 60, "the job to start")
+    wait_for(lambda: _look(ledger, record.id).state == "RUNNING", 60, "the job to start")
     print(f"[timing] slurm submit -> RUNNING (ledger, written by the job): {time.time() - submitted:.2f} s")
     t0 = time.time()
     cancelled = swinctl("cancel", record.id)
     assert cancelled.exit_code == 0 and "scancel" in cancelled.output
-    _wait_for(lambda: "CANCELLED" in subprocess.run(["sacct", "-n", "-X", "-j", record.job_id, "-o", "State"],
+    wait_for(lambda: "CANCELLED" in subprocess.run(["sacct", "-n", "-X", "-j", record.job_id, "-o", "State"],
                                                     capture_output=True, text=True).stdout, 30, "sacct CANCELLED")
     assert time.time() - t0 < 30
     assert ledger.get(record.id).state == "CANCELLED"
@@ -133,11 +129,11 @@ def test_a_preempted_run_saves_at_the_signal_and_ends_with_the_weights_of_an_uni
         assert swinctl("run", *common).exit_code == 0
     ledger = Ledger(swinctl.root)
     plain, preempted = ledger.list_runs()
-    _wait_for(lambda: _iteration(preempted) >= 13, 180, "13 iterations of training")
+    wait_for(lambda: _iteration(preempted) >= 13, 180, "13 iterations of training")
     stopped_after = _iteration(preempted)
     signalled = time.time()
     subprocess.run(["scontrol", "requeue", preempted.job_id], check=True)
-    done = _wait_for(lambda: _ended(ledger, preempted.id), 300, "the preempted run to end")
+    done = wait_for(lambda: _ended(ledger, preempted.id), 300, "the preempted run to end")
     assert done.state == "COMPLETED", done.error
     assert done.requeues == 1 and done.job_id == preempted.job_id
     [requeue] = [e for e in ledger.events(done.id) if e.kind == "requeue"]
@@ -148,7 +144,7 @@ def test_a_preempted_run_saves_at_the_signal_and_ends_with_the_weights_of_an_uni
     resume_event = next(e for e in ledger.events(done.id) if e.kind == "resume")
     print(f"[figure] preempted at iteration ~{stopped_after}, resumed from iteration {resumed}: 0 iterations "
           f"lost; signal -> training again: {resume_event.at - signalled:.1f} s")
-    ended = _wait_for(lambda: _ended(ledger, plain.id), 300, "the uninterrupted run to end")
+    ended = wait_for(lambda: _ended(ledger, plain.id), 300, "the uninterrupted run to end")
     assert ended.state == "COMPLETED", ended.error
     weights = [safe_load.load(r.work_dir / "iter_40.pth")["state_dict"]
                for r in (ended, done)]
@@ -169,7 +165,7 @@ def test_two_cpu_tasks_train_as_one_gloo_group_while_watch_and_follow_track_the_
     assert result.exit_code == 0, result.output
     [record] = Ledger(swinctl.root).list_runs()
     env = {**os.environ, "SWINCTL_RUNS": str(swinctl.root), "COLUMNS": "200"}
-    _wait_for(lambda: record.run_dir.joinpath("submitit", f"{record.job_id}_0_log.out").is_file(), 60,
+    wait_for(lambda: record.run_dir.joinpath("submitit", f"{record.job_id}_0_log.out").is_file(), 60,
               "the job's first log")
     started = time.time()
     watch = subprocess.Popen(_cli("status", record.id, "--watch"), env=env, stdout=subprocess.PIPE, text=True)
@@ -200,7 +196,7 @@ def test_a_run_with_a_1_minute_limit_and_no_periodic_checkpoints_finishes_minute
     assert result.exit_code == 0, result.output
     ledger = Ledger(swinctl.root)
     [record] = ledger.list_runs()
-    done = _wait_for(lambda: _ended(ledger, record.id), 1500, "the run to end")
+    done = wait_for(lambda: _ended(ledger, record.id), 1500, "the run to end")
     wall = time.time() - started
     assert done.state == "COMPLETED", done.error
     assert done.requeues >= 2 and done.job_id == record.job_id
@@ -245,7 +241,7 @@ def test_a_job_that_cannot_write_the_ledger_completes_with_metrics(swinctl, tmp_
     _immutable(swinctl.root, ledger.path, on=True)  # (the root too: no journal file can be created next to it)
     try:
         subprocess.run(["scontrol", "update", f"JobId={record.job_id}", "StartTime=now"], check=True)
-        _wait_for(lambda: _sacct_state(record.job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), 300,
+        wait_for(lambda: _sacct_state(record.job_id) in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"), 300,
                   "the job to end")
         assert ledger.path.read_bytes() == before
     finally:
