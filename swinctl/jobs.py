@@ -31,6 +31,7 @@ from swinctl.errors import UserError
 _PACKAGES = {"mmdet": "mmdet", "mmseg": "mmsegmentation"}
 ERROR_TAIL_LINES = 30
 SIGNAL_CHECKPOINT_ENV = "SWINCTL_SIGNAL_CHECKPOINT"  # == swinctl.models.preemption.ENV_FLAG
+SIGNAL_MARK = ".signal_checkpoint"  # == swinctl.models.preemption.SIGNAL_MARK
 # MMEngine's loops -> swinctl's, which resume inside an epoch and restore random states (preemption.py)
 _EXACT_LOOPS = {"EpochBasedTrainLoop": "swinctl.EpochBasedTrainLoop",
                 "IterBasedTrainLoop": "swinctl.IterBasedTrainLoop"}
@@ -176,6 +177,18 @@ def _last_checkpoint(work_dir: Path) -> str:
         return "none"
 
 
+def _saved(work_dir: Path) -> str:
+    """What a requeued run resumes from, in words: the checkpoint the training saved at the signal, or the last one."""
+    last = _last_checkpoint(work_dir)
+    try:
+        at_signal = (work_dir / SIGNAL_MARK).read_text().strip()
+    except OSError:
+        at_signal = ""
+    if at_signal and at_signal == last:
+        return f"checkpoint {last} saved at the signal"
+    return f"training did not stop in time; resumes from {last}"
+
+
 def _die_with_parent() -> None:
     """Runs in the training child before exec: if the job task dies (SIGKILL, node loss), so does training."""
     import ctypes
@@ -230,6 +243,12 @@ class CodebaseJob(submitit.helpers.Checkpointable):
         resume = resume or (spec.kind == "train" and _has_checkpoint(spec.work_dir))
         if rank == 0:
             previous = jobstate.read_state(spec.run_dir)
+            restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+            if previous is not None and restarts > previous.requeues:
+                # requeued while the last allocation was killed before it could say so (SLURM's KillWait is short)
+                jobstate.update_state(spec.run_dir, state="REQUEUED", requeues=restarts)
+                jobstate.add_event(spec.run_dir, "requeue", f"SLURM requeued the job: {_saved(spec.work_dir)}")
+                previous = jobstate.read_state(spec.run_dir)
             jobstate.update_state(spec.run_dir, state="RUNNING", job_id=str(job_env.job_id),
                                   started_at=(previous and previous.started_at) or time.time(),
                                   host=socket.gethostname())
@@ -262,12 +281,8 @@ class CodebaseJob(submitit.helpers.Checkpointable):
         previous = jobstate.read_state(spec.run_dir) or jobstate.JobState()
         if previous.state == "REQUEUED":
             return  # (USR2 was handled already; the SIGTERM of the requeue itself follows)
-        code = self._proc.poll() if self._proc is not None else None
-        saved = (f"checkpoint {_last_checkpoint(spec.work_dir)} saved at the signal"
-                 if code == jobstate.EXIT_CHECKPOINTED else
-                 f"training did not stop in time; resumes from {_last_checkpoint(spec.work_dir)}")
         jobstate.update_state(spec.run_dir, state="REQUEUED", requeues=previous.requeues + 1)
-        jobstate.add_event(spec.run_dir, "requeue", f"{why}: {saved}")
+        jobstate.add_event(spec.run_dir, "requeue", f"{why}: {_saved(spec.work_dir)}")
 
     def _finish(self, code: int) -> dict[str, float]:
         from swinctl import results

@@ -65,11 +65,17 @@ def _kill_group(pgid: int) -> bool:
 
 
 class _NewSessionSubprocess:
-    """The subprocess module, whose Popen starts a new session (seen only by submitit's start_controller)."""
+    """The subprocess module, whose Popen starts a detached job (seen only by submitit's start_controller): a new
+    session, no terminal input, and output into `log` rather than the terminal (or pipe) swinctl was started on."""
 
-    @staticmethod
-    def Popen(*args, **kwargs):  # noqa: N802  (stands in for subprocess.Popen)
-        return subprocess.Popen(*args, start_new_session=True, **kwargs)
+    def __init__(self, log: Path):
+        self.log = log
+
+    def Popen(self, *args, **kwargs):  # noqa: N802  (stands in for subprocess.Popen)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with self.log.open("ab") as out:
+            return subprocess.Popen(*args, start_new_session=True, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(subprocess, name)
@@ -86,7 +92,7 @@ def _session_executor(folder: Path, resources: Resources):
             from submitit.local import local as sl
 
             saved = sl.subprocess
-            sl.subprocess = _NewSessionSubprocess()
+            sl.subprocess = _NewSessionSubprocess(Path(self.folder) / "controller.log")
             try:
                 return super()._submit_command(command)
             finally:

@@ -37,6 +37,7 @@ LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='swinctl', locations=['swi
 ENV_FLAG = 'SWINCTL_SIGNAL_CHECKPOINT'
 EXIT_CHECKPOINTED = 75  # == swinctl.jobstate.EXIT_CHECKPOINTED (the job reads it; this side needs no jobstate)
 RNG_KEY = 'swinctl_rng'
+SIGNAL_MARK = '.signal_checkpoint'  # in the work dir: the checkpoint saved at the last signal (read by swinctl.jobs)
 
 _requested: list[int] = []  # the signals that asked for a checkpoint (the handler only appends)
 _main_pid = os.getpid()
@@ -114,6 +115,8 @@ class SignalCheckpointHook(Hook):
         if runner.rank == 0:
             with open(os.path.join(runner.work_dir, 'last_checkpoint'), 'w') as out:
                 out.write(os.path.join(runner.work_dir, filename))
+            with open(os.path.join(runner.work_dir, SIGNAL_MARK), 'w') as out:
+                out.write(filename)
         names = ', '.join(signal.Signals(s).name for s in dict.fromkeys(_requested)) or 'a peer rank'
         print_log(f'swinctl: {names} received: saved {filename} (epoch {runner.epoch + 1}, iteration {done}); '
                   'exiting to be requeued', logger='current')
