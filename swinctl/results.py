@@ -40,8 +40,13 @@ from pathlib import Path
 COCO_METRICS = tuple(f"{task}_mAP{suffix}" for task in ("bbox", "segm")
                      for suffix in ("", "_50", "_75", "_s", "_m", "_l"))
 SEG_METRICS = ("mIoU", "mAcc", "aAcc")
-CANONICAL_METRICS = COCO_METRICS + SEG_METRICS
+# COCO panoptic quality (CocoPanopticMetric), all/things/stuff: logged in percent by MMDet 2.x and 3.x alike
+PANOPTIC_METRICS = tuple(f"{q}{part}" for part in ("", "_th", "_st") for q in ("PQ", "SQ", "RQ"))
+CANONICAL_METRICS = COCO_METRICS + SEG_METRICS + PANOPTIC_METRICS
 PRIMARY_METRIC = {"mmdet": "bbox_mAP", "mmseg": "mIoU"}
+# A log's task, by the first of these it has, and the metrics a report shows for it by default.
+TASK_METRICS = (("PQ", ("PQ",)), ("segm_mAP", ("bbox_mAP", "segm_mAP")), ("bbox_mAP", ("bbox_mAP",)),
+                ("mIoU", ("mIoU",)))
 
 # Flags a RunLog may carry (the matching `problems` entry says why).
 NO_LOGS = "no_logs"  # no log file of a known format in the work dir
@@ -54,7 +59,14 @@ UNREADABLE = "unreadable"  # a log file that is binary or damaged throughout (no
 
 _COCO = frozenset(COCO_METRICS)
 _SEG = frozenset(SEG_METRICS)
+_PANOPTIC = frozenset(PANOPTIC_METRICS)
 _TS_DIR = re.compile(r"\d{8}_\d{6}")
+
+
+def task_metrics(logged: set[str] | frozenset[str]) -> tuple[str, ...]:
+    """The metrics that tell a run's result, from the metrics its logs have: box and mask mAP for instance
+    segmentation, PQ for panoptic, mIoU for semantic segmentation."""
+    return next((shown for marker, shown in TASK_METRICS if marker in logged), ())
 
 
 def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:
@@ -74,8 +86,8 @@ def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:
         if is_coco:
             if value >= 0:  # COCOeval reports -1 for an area range without objects
                 out[name] = round(value * 100.0, 4)
-        else:
-            out[name] = round(value * seg_scale, 4)  # (rounding also drops float32 noise: 85.5999984741211)
+        else:  # (rounding also drops float32 noise: 85.5999984741211)
+            out[name] = round(value * (1.0 if name in _PANOPTIC else seg_scale), 4)
     return out
 
 
@@ -93,7 +105,7 @@ def _key_kind(key: str) -> tuple[str, bool] | tuple[()]:
     name = key.rsplit("/", 1)[-1]
     if name in _COCO:
         return name, True
-    if name in _SEG:
+    if name in _SEG or name in _PANOPTIC:
         return name, False
     return ()
 

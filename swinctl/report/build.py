@@ -10,6 +10,7 @@ from swinctl import results, status
 from swinctl.report import judging, sources
 from swinctl.report.judging import Expectations, Expected
 from swinctl.report.model import Report, ReportError, RunRow
+from swinctl.report.recognize import recognize
 
 
 def build_report(
@@ -118,8 +119,9 @@ def _imported(import_dirs, import_recipes, expectations, metrics, pick, problems
     for entry in import_dirs:
         for work_dir in sources.import_targets(Path(entry)):
             run_dir = work_dir.parent if (work_dir.parent / "recipe.yaml").is_file() else None
-            expectation = expectations.for_run(run_dir, recipe)
-            name = recipe or (sources.recipe_name(run_dir) if run_dir else None)  # a swinctl run dir names its recipe
+            # the recipe named, else the one a swinctl run dir names, else the one whose reference config it trained
+            name = recipe or (sources.recipe_name(run_dir) if run_dir else None) or recognize(work_dir)
+            expectation = expectations.for_run(run_dir, name)
             row = sources.row_from_import(work_dir, expectation, name, metrics, pick)
             rows.append(row)
             expectation_of[row.id] = expectation

@@ -13,13 +13,16 @@ from swinctl.report.judging import Expected
 from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError, RunRow
 
 
-def metrics_for(requested: list[str] | None, expectations, codebase: str | None) -> list[str]:
+def metrics_for(requested: list[str] | None, expectations, codebase: str | None,
+                logged: set[str] = frozenset()) -> list[str]:
+    """What a row shows: --metric, else the recipe's expected metrics, else those of the task its logs show
+    (box and mask mAP, PQ, mIoU), else the codebase's headline metric."""
     if requested:
         return list(requested)
     names = list(dict.fromkeys(e.metric for e in expectations))
     if names:
         return names
-    return [results.PRIMARY_METRIC.get(codebase or "", "bbox_mAP")]
+    return list(results.task_metrics(logged)) or [results.PRIMARY_METRIC.get(codebase or "", "bbox_mAP")]
 
 
 def _at(point: results.ValPoint | None) -> dict | None:
@@ -45,7 +48,7 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
     expectations, tolerance = expectation if expectation else ([], None)
     incomplete = results.INCOMPLETE in flags
     rows = []
-    for metric in metrics_for(metrics, expectations, codebase):
+    for metric in metrics_for(metrics, expectations, codebase, set(last)):
         last_value = last.get(metric)
         best_value, best_point = best.get(metric, (None, None))
         if pick == "best" and best_value is not None:
@@ -82,7 +85,7 @@ def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, 
 def _all_metric_names(metrics: list[str] | None, expectation: Expected | None) -> list[str]:
     if metrics:
         return metrics
-    names = list(results.PRIMARY_METRIC.values())
+    names = [*results.PRIMARY_METRIC.values(), *(m for _, shown in results.TASK_METRICS for m in shown)]
     if expectation:
         names += [e.metric for e in expectation[0]]
     return list(dict.fromkeys(names))

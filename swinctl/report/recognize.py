@@ -1,0 +1,91 @@
+"""Which recipe a work dir trained elsewhere reproduces, from the config it was trained with.
+
+`mim train mmdet configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py` leaves the config's name in the work dir
+three ways: the dumped config (`<work_dir>/<name>.py`), the default work dir (`work_dirs/<name>`), and the
+`work_dir = '...'` line inside the dumped config (MMEngine's `vis_data/config.py`; the `config` text and
+`exp_name` of an MMCV 1.x `.log.json` header). Each recipe names its reference config (`reference_config:`), so
+that name finds the recipe and its published numbers. Names are compared with `_` and `-` alike, which also
+matches MMDetection 2.x names (`mask_rcnn_swin-t-...`) to their 3.x configs. Nothing here runs the config: it is
+read as text.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from functools import lru_cache
+from pathlib import Path
+
+_TIMESTAMP = re.compile(r"\d{8}_\d{6}")
+_WORK_DIR_LINE = re.compile(r"""^work_dir\s*=\s*['"]([^'"\n]+)['"]""", re.M)
+_REFERENCE = re.compile(r"^reference_config:[ \t]*['\"]?([^'\"\s#]+)", re.M)
+_MIXED_PRECISION = re.compile(r"AmpOptimWrapper|^fp16\s*=\s*dict", re.M)
+_HEADER_BYTES = 1 << 20  # an MMCV 1.x header line (env, config text) is well under this
+
+
+def _key(name: str) -> str:
+    stem = Path(name.strip()).name
+    for suffix in (".py", ".log.json"):
+        stem = stem.removesuffix(suffix)
+    return stem.replace("_", "-").lower()
+
+
+@lru_cache(maxsize=1)
+def _index() -> dict[str, list[tuple[str, bool]]]:
+    """Reference config name -> (recipe, trains in mixed precision) of every known recipe, bundled first."""
+    from swinctl import recipes
+
+    found: dict[str, list[tuple[str, bool]]] = {}
+    for name, path in recipes.available().items():
+        try:
+            text = path.read_text(errors="replace")
+        except OSError:
+            continue
+        match = _REFERENCE.search(text)
+        if match:
+            amp = bool(re.search(r"^precision:\s*\n(?:[ \t]+.*\n)*?[ \t]+(?:amp|fp16):[ \t]*true", text, re.M))
+            found.setdefault(_key(match.group(1)), []).append((name, amp))
+    return found
+
+
+def _texts(work_dir: Path) -> list[str]:
+    """The config texts a work dir keeps: MMEngine's dumps, or the header of MMCV 1.x JSON logs."""
+    texts = []
+    for path in [*sorted(work_dir.glob("*.py")), *sorted(work_dir.glob("*/vis_data/config.py"))]:
+        try:
+            texts.append(path.read_text(errors="replace")[:_HEADER_BYTES])
+        except OSError:
+            continue
+    for path in sorted(work_dir.glob("*.log.json")):
+        try:
+            with path.open(errors="replace") as stream:
+                header = json.loads(stream.readline(_HEADER_BYTES) or "{}")
+        except (OSError, ValueError):
+            continue
+        if isinstance(header, dict):
+            texts.append(str(header.get("config", "")))
+            if header.get("exp_name"):
+                texts.append(f"work_dir = '{header['exp_name']}'")
+    return texts
+
+
+def candidates(work_dir: Path) -> list[str]:
+    """Config names the work dir was trained from, most telling first."""
+    names = [p.name for p in sorted(Path(work_dir).glob("*.py")) if not _TIMESTAMP.fullmatch(p.stem)]
+    for text in _texts(Path(work_dir)):
+        names += _WORK_DIR_LINE.findall(text)
+    names.append(Path(work_dir).resolve().name)
+    return list(dict.fromkeys(_key(n) for n in names if n))
+
+
+def recognize(work_dir: Path) -> str | None:
+    """The recipe whose reference config this work dir was trained from, or None."""
+    index = _index()
+    for name in candidates(work_dir):
+        recipes = index.get(name)
+        if recipes:
+            if len(recipes) == 1:
+                return recipes[0][0]
+            amp = any(_MIXED_PRECISION.search(text) for text in _texts(Path(work_dir)))
+            return next((recipe for recipe, mixed in recipes if mixed == amp), recipes[0][0])
+    return None

@@ -1,0 +1,84 @@
+"""`report --import DIR` finds the zoo config a work dir was trained from (its dumped config's name, its work dir's
+name, or the `work_dir`/`exp_name` inside the config it logged) and judges it against that recipe's published
+numbers; without one it still shows the task's metrics (box and mask mAP, PQ, mIoU)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from swinctl import results
+from swinctl.report import build, recognize
+
+LOGS = Path(__file__).parent / "fixtures" / "logs"
+MASKRCNN = "mask-rcnn_swin-t-p4-w7_fpn_1x_coco"
+UPERNET = "swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512"
+
+
+def _copy(fixture: str, to: Path) -> Path:
+    shutil.copytree(LOGS / fixture, to)
+    return to
+
+
+def _rows(*dirs: Path, tmp_path: Path):
+    report = build.build_report(tmp_path / "no-runs", import_dirs=[str(d) for d in dirs])
+    return {row.id: row for row in report.runs}
+
+
+def test_the_dumped_configs_name_finds_the_recipe_and_its_published_numbers(tmp_path):
+    work = _copy("mmengine/det_epoch", tmp_path / "job")
+    (work / f"{MASKRCNN}.py").write_text("work_dir = './work_dirs/anything'\n")  # what MMEngine dumps
+    assert recognize.recognize(work) == "maskrcnn-swin-t"
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert row.recipe == "maskrcnn-swin-t"
+    assert [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP"]
+    assert {ref.expected for r in row.results for ref in r.references} >= {42.6, 39.5}
+
+
+def test_an_mmdet_2x_work_dir_name_matches_its_3x_config(tmp_path):
+    work = _copy("mmcv1/maskrcnn_1x", tmp_path / "work_dirs" / "mask_rcnn_swin-t-p4-w7_fpn_1x_coco")
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert row.recipe == "maskrcnn-swin-t" and row.verdict == "reproduced"  # 42.6 / 39.5 in the fixture log
+
+
+def test_the_work_dir_inside_the_logged_config_is_read_when_nothing_else_names_it(tmp_path):
+    work = _copy("mmengine/seg_iter", tmp_path / "run-7")
+    for config in work.glob("*/vis_data/config.py"):
+        config.write_text(config.read_text() + f"\nwork_dir = './work_dirs/{UPERNET}'\n")
+    assert recognize.recognize(work) == "upernet-swin-t"
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert row.recipe == "upernet-swin-t" and [r.metric for r in row.results] == ["mIoU"]
+
+
+def test_an_mmcv1_header_names_its_experiment_and_mixed_precision_picks_the_fp16_recipe(tmp_path):
+    work = _copy("mmcv1/maskrcnn_1x", tmp_path / "exp")
+    [log] = work.glob("*.log.json")
+    lines = log.read_text().splitlines()
+    header = json.loads(lines[0])
+    header["exp_name"] = "mask_rcnn_swin-t-p4-w7_fpn_1x_coco.py"
+    assert recognize.recognize(work) is None  # a name that says nothing, a header that names nothing yet
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert recognize.recognize(work) == "maskrcnn-swin-t"
+    header["config"] += "\nfp16 = dict(loss_scale=512.0)\n"
+    log.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert recognize.recognize(work) == "maskrcnn-swin-t-fp16"
+
+
+def test_an_unrecognised_instance_segmentation_log_still_shows_box_and_mask_map(tmp_path):
+    work = _copy("mmcv1/maskrcnn_1x", tmp_path / "mystery")
+    assert recognize.recognize(work) is None
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert row.recipe is None and [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP"]
+    assert [r.value for r in row.results] == [42.6, 39.5]
+
+
+@pytest.mark.parametrize("fmt", ["mmengine", "mmcv1"])
+def test_panoptic_quality_is_read_in_percent_and_shown_for_panoptic_logs(fmt):
+    logged = results.normalise_metrics({"coco_panoptic/PQ": 52.03, "coco_panoptic/PQ_th": 58.1, "SQ": 83.0}, fmt)
+    assert logged == {"PQ": 52.03, "PQ_th": 58.1, "SQ": 83.0}
+    assert results.task_metrics(set(logged)) == ("PQ",)
+    assert results.task_metrics({"bbox_mAP", "segm_mAP"}) == ("bbox_mAP", "segm_mAP")
+    assert results.task_metrics({"mIoU", "mAcc"}) == ("mIoU",)
