@@ -44,7 +44,7 @@ def learning_run(recipe: str, root: Path, extra: list[str] = ()) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode:
-        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     record = sorted(Ledger(root).list_runs(), key=lambda r: r.created_at)[-1]
     metric, goal = GOALS[recipe]
     value = record.metrics.get(metric)
