@@ -65,17 +65,19 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="swinctl-bench-smoke-"))
     runs = []
-    for i in range(args.repeat):  # interleaved, so background load hits both alike
-        for recipe in args.recipe or sorted(GOALS, reverse=True):
-            run = learning_run(recipe, work / f"runs-{i}", args.extra)
-            runs.append(run)
-            print(f"{recipe}: {run['metric']} {run['value']} (goal >= {run['goal']}) in {run['wall_s']:.0f} s wall "
-                  f"(goal <= {WALL_GOAL_S:.0f} s), 1-min load before/after {run['load_1min']}: "
-                  f"{'ok' if run['ok'] else 'MISSED'}", flush=True)
-    if args.keep:
-        print(f"runs kept under {work}")
-    else:
-        shutil.rmtree(work, ignore_errors=True)
+    try:
+        for i in range(args.repeat):  # interleaved, so background load hits both alike
+            for recipe in args.recipe or sorted(GOALS, reverse=True):
+                run = learning_run(recipe, work / f"runs-{i}", args.extra)
+                runs.append(run)
+                print(f"{recipe}: {run['metric']} {run['value']} (goal >= {run['goal']}) in {run['wall_s']:.0f} s "
+                      f"wall (goal <= {WALL_GOAL_S:.0f} s), 1-min load before/after {run['load_1min']}: "
+                      f"{'ok' if run['ok'] else 'MISSED'}", flush=True)
+    finally:
+        if args.keep:
+            print(f"runs kept under {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
     result = {"runs": runs, "extra_overrides": args.extra, "wall_goal_s": WALL_GOAL_S, "cpus": os.cpu_count(),
               "all_ok": all(r["ok"] for r in runs)}
     if not args.extra:  # a tuning experiment does not overwrite the profile's recorded numbers
