@@ -8,6 +8,7 @@ turns a recipe into an MMEngine config. Only pydantic and yaml are imported here
 from __future__ import annotations
 
 import difflib
+import json
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -198,6 +199,13 @@ class Smoke(_Strict):
 
     set: dict[str, Any] = {}
     config: dict[str, Any] = {}
+    # The learning smoke profile: `--set` overrides (recipe fields or config keys) on top of the above that train the
+    # demo set long enough to score well above chance in minutes (benchmarks/smoke.py and its slow test pass them).
+    learn: dict[str, Any] = {}
+
+    def learn_overrides(self) -> list[str]:
+        """`learn` as `--set KEY=VALUE` arguments (JSON values, which YAML reads back unchanged)."""
+        return [f"{key}={json.dumps(value)}" for key, value in self.learn.items()]
 
 
 class Recipe(_Strict):

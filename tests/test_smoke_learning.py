@@ -1,0 +1,38 @@
+"""Smoke runs that learn: each recipe's learning smoke profile (`smoke.learn`) trains on the demo training split and
+must score well above chance on the demo validation split with the real evaluators, so a regression that breaks
+labels, normalisation or evaluation fails here instead of hiding behind metrics that are 0 either way."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.smoke import GOALS, learning_run
+from swinctl.ledger import Ledger
+from swinctl.recipes import load_recipe
+
+# The split each codebase's validation loader must read (never the one it trains on).
+SPLITS = {"upernet-swin-t": ("images/validation", "images/training"),
+          "maskrcnn-swin-t": ("annotations/instances_val2017.json", "annotations/instances_train2017.json")}
+
+
+@pytest.mark.parametrize("recipe", sorted(GOALS))
+def test_the_learning_profile_renders_and_validates_on_the_validation_split(recipe, cli, runs_root):
+    args = [f"--set={item}" for item in load_recipe(recipe).smoke.learn_overrides()]
+    result = cli("run", recipe, "--smoke", "--executor", "local", "--dry-run", *args)
+    assert result.exit_code == 0, result.output
+    val, train = SPLITS[recipe]
+    config = result.output.replace("\n", " ")
+    assert val in config and train in config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe", sorted(GOALS))
+def test_a_learning_smoke_run_reaches_its_goal_on_the_validation_split(recipe, tmp_path):
+    run = learning_run(recipe, tmp_path / "runs")
+    assert run["state"] == "COMPLETED", run
+    assert run["value"] >= run["goal"], run  # mIoU >= 50 / bbox mAP >= 10: learnt, and evaluated correctly
+    [record] = Ledger(tmp_path / "runs").list_runs()
+    config = (record.run_dir / "config.py").read_text()
+    val, train = SPLITS[recipe]
+    val_loader = config[config.index("val_dataloader"):config.index("val_evaluator")]
+    assert val in val_loader and train not in val_loader
