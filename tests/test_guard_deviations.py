@@ -44,7 +44,7 @@ def test_a_4_gpu_dry_run_names_the_batch_and_scales_the_learning_rate(cli, runs_
            "(linear rule)" in out
     assert "auto_scale_lr = dict(base_batch_size=16, enable=True)" in out  # MMEngine's Runner applies the rule
     assert "train split: 16 images vs 118,287 published (COCO train2017): a subset" in out
-    assert "val split: 8 images vs 5,000 published (COCO val2017): a subset" in out
+    assert "val split: 16 images vs 5,000 published (COCO val2017): a subset" in out
     assert "not verified" in out  # offline: the official URL is not in the (test's) torch hub cache
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 
