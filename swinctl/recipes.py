@@ -70,13 +70,17 @@ class Model(_Strict):
     decode_channels: PositiveInt | None = None  # UPerNet's decode head width (512 in the paper)
 
 
+Dataset = Literal["coco", "coco_panoptic", "ade20k", "cityscapes"]
+
+
 class Data(_Strict):
-    dataset: Literal["coco", "ade20k"]
+    dataset: Dataset
     root: str
     batch_size: PositiveInt = 2  # per GPU
-    num_workers: int = Field(2, ge=0)
-    scale: tuple[PositiveInt, PositiveInt]  # (long, short) side of the resize, as the codebases write it
-    crop_size: tuple[PositiveInt, PositiveInt] | None = None  # segmentation only
+    num_workers: int | None = Field(2, ge=0)  # None: each loader keeps the base config's
+    # (long, short) side of the resize, as the codebases write it; None keeps the base config's pipelines
+    scale: tuple[PositiveInt, PositiveInt] | None = None
+    crop_size: tuple[PositiveInt, PositiveInt] | None = None  # the training canvas: crops, pads, fixed-size batches
     val_batch_size: PositiveInt = 1
 
 
@@ -173,7 +177,8 @@ class Tracking(_Strict):
 
 
 class Expected(_Strict):
-    metric: Literal["bbox_mAP", "segm_mAP", "mIoU"]
+    # mIoU_ms_flip: the multi-scale + flip test-time figure (a run evaluated single-scale never logs it)
+    metric: Literal["bbox_mAP", "segm_mAP", "PQ", "mIoU", "mIoU_ms_flip"]
     value: float
     source: str
 
@@ -208,16 +213,23 @@ class Smoke(_Strict):
         return [f"{key}={json.dumps(value)}" for key, value in self.learn.items()]
 
 
+Task = Literal["detection", "instance", "panoptic", "semantic"]
+
+
 class Recipe(_Strict):
     name: str
     description: str
     codebase: Literal["mmdet", "mmseg"]
+    task: Task | None = None  # None: instance segmentation for mmdet, semantic for mmseg (the seed recipes)
     reference_config: str  # the published config in the codebase's .mim/configs this recipe reproduces
-    bases: list[str]  # codebase config files the rendered config inherits, e.g. mmdet::_base_/default_runtime.py
+    # codebase config files the rendered config inherits, e.g. mmdet::_base_/default_runtime.py; a zoo recipe
+    # inherits its reference config itself (see `inherits_reference`)
+    bases: list[str]
     model: Model
     data: Data
-    schedule: Schedule
-    optimizer: Optimizer
+    # None: the base config's own schedule / optimizer, untouched (zoo recipes: the reference config's)
+    schedule: Schedule | None = None
+    optimizer: Optimizer | None = None
     precision: Precision = Precision()
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
@@ -239,9 +251,16 @@ class Recipe(_Strict):
             trust.check_base(base, self.codebase)
         return self
 
+    @model_validator(mode="after")
+    def _task_known(self) -> Recipe:
+        if self.task is None:
+            self.__dict__["task"] = "instance" if self.codebase == "mmdet" else "semantic"
+        return self
+
     @property
-    def task(self) -> str:
-        return "detection" if self.codebase == "mmdet" else "segmentation"
+    def inherits_reference(self) -> bool:
+        """True for a zoo recipe: its one base is its reference config, which it changes only where it says so."""
+        return self.bases == [f"{self.codebase}::{self.reference_config}"]
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -252,7 +271,7 @@ def available() -> dict[str, Path]:
     dirs = [Path(d) for d in os.environ.get("SWINCTL_RECIPES", "").split(os.pathsep) if d] + [RECIPES_DIR]
     found: dict[str, Path] = {}
     for directory in dirs:
-        for path in sorted(directory.glob("*.yaml")):
+        for path in sorted([*directory.glob("*.yaml"), *directory.glob("zoo/*.yaml")]):
             found.setdefault(path.stem, path)
     return found
 

@@ -115,43 +115,142 @@ def optimizer_config(recipe: Recipe) -> dict:
     return dict(optim_wrapper=wrapper)
 
 
+def precision_config(recipe: Recipe, base: Config) -> dict:
+    """For a recipe that keeps its base config's optimizer: only the precision, where it differs from the base's."""
+    p = recipe.precision
+    amp = (base.get("optim_wrapper") or {}).get("type") == "AmpOptimWrapper"
+    if p.amp == amp and p.loss_scale is None:
+        return {}
+    if not p.amp:
+        return dict(optim_wrapper=dict(type="OptimWrapper", loss_scale=None))
+    patch: dict[str, Any] = dict(type="AmpOptimWrapper")
+    if p.loss_scale is not None:
+        patch["loss_scale"] = "dynamic" if p.loss_scale == "dynamic" else dict(init_scale=float(p.loss_scale))
+    return dict(optim_wrapper=patch)
+
+
 def data_config(recipe: Recipe) -> dict:
     d = recipe.data
     root = str(Path(d.root).expanduser().absolute())
-    loader = dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0, dataset=dict(data_root=root))
-    out: dict[str, Any] = dict(
+    workers = {} if d.num_workers is None else dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
+    loader = dict(**workers, dataset=dict(data_root=root))
+    return dict(
         data_root=root,
         train_dataloader=dict(batch_size=d.batch_size, **loader),
         val_dataloader=dict(batch_size=d.val_batch_size, **loader),
         test_dataloader=dict(batch_size=d.val_batch_size, **loader),
     )
-    if recipe.codebase == "mmdet":
-        ann = os.path.join(root, "annotations/instances_val2017.json")
-        out["val_evaluator"] = out["test_evaluator"] = dict(ann_file=ann)
-    return out
 
 
-def model_config(recipe: Recipe) -> dict:
-    channels = recipe.model.backbone.stage_channels()
-    model: dict[str, Any] = dict(backbone=backbone_config(recipe))
-    if recipe.codebase == "mmdet":
-        model["neck"] = dict(in_channels=channels)
+def _reroot(cfg: Config, root: str) -> None:
+    """Every path the base config builds from its data root (evaluators' annotation files, panoptic PNG folders)
+    moved under the recipe's root, made absolute so a SLURM job can start in any directory (in place)."""
+    old = cfg.get("data_root")
+    if not isinstance(old, str) or not old:
+        return
+    old = old.rstrip("/") + "/"
+
+    def move(node: Any) -> Any:
+        if isinstance(node, str) and node.startswith(old):
+            return os.path.join(root, node[len(old):])
+        if isinstance(node, dict):
+            for key, value in node.items():
+                node[key] = move(value)
+        elif isinstance(node, list):
+            node[:] = [move(v) for v in node]
+        return node
+
+    for key in list(cfg.keys()):
+        if key != "data_root":
+            cfg[key] = move(cfg[key])
+
+
+def _rewire_channels(cfg: Config, recipe: Recipe) -> dict:
+    """The model's `in_channels` that read the base config's Swin stages, pointed at the recipe's stages.
+
+    A zoo config wires its neck or head to its own Swin by width: the lists `in_channels=[96, 192, 384, 768]`
+    (the stages at `out_indices`) and UPerNet-style auxiliary heads' `in_channels=384` (one stage). Which key holds
+    them differs per architecture (neck, neck.0, panoptic_head, decode_head.kernel_generate_head, ...), so they are
+    found by value: written by hand because no library knows which numbers of a config are backbone widths.
+    """
+    base = cfg.model.backbone
+    old_all = [base.embed_dims * 2**i for i in range(len(base.depths))]
+    old = [old_all[i] for i in base.get("out_indices", range(len(old_all)))]
+    bb = recipe.model.backbone
+    new_all = bb.stage_channels()
+    new = [new_all[i] for i in bb.out_indices]
+    if old == new:
+        return {}
+
+    def walk(node: Any, auxiliary: bool) -> Any:
+        if isinstance(node, dict):
+            patch = {}
+            for key, value in node.items():
+                if key == "in_channels" and isinstance(value, (list, tuple)) and list(value) == old:
+                    patch[key] = type(value)(new)
+                elif key == "in_channels" and auxiliary and isinstance(value, int) and value in old_all:
+                    patch[key] = new_all[old_all.index(value)]
+                elif isinstance(value, (dict, list)):
+                    sub = walk(value, auxiliary or key == "auxiliary_head")
+                    if sub:
+                        patch[key] = sub
+            return patch
+        if isinstance(node, list):  # e.g. an FPN + DyHead neck: patched by index
+            patch = {str(i): sub for i, v in enumerate(node) if (sub := walk(v, auxiliary))}
+            return patch
+        return {}
+
+    model = {k: v for k, v in cfg.model.to_dict().items() if k != "backbone"}
+    return walk(model, False)
+
+
+def model_config(recipe: Recipe, base: Config) -> dict:
+    if recipe.inherits_reference:  # the reference config's model with our Swin in it, wired to its widths
+        model: dict[str, Any] = dict(backbone=backbone_config(recipe), **_rewire_channels(base, recipe))
+        if base.model.get("pretrained"):  # mmseg's legacy field would hand the checkpoint to the backbone again
+            model["pretrained"] = None
         if recipe.model.num_classes:
-            model["roi_head"] = dict(bbox_head=dict(num_classes=recipe.model.num_classes),
-                                     mask_head=dict(num_classes=recipe.model.num_classes))
+            raise RecipeError(f"recipe '{recipe.name}': model.num_classes is for the seed recipes' heads; a zoo "
+                              "recipe sets its head's classes as a config key (see `swinctl show --config`)")
     else:
-        decode = dict(in_channels=channels)
-        auxiliary = dict(in_channels=channels[2])
-        if recipe.model.num_classes:
-            decode["num_classes"] = auxiliary["num_classes"] = recipe.model.num_classes
-        if recipe.model.decode_channels:
-            decode["channels"] = recipe.model.decode_channels
-        model.update(decode_head=decode, auxiliary_head=auxiliary)
-        if recipe.data.crop_size:
-            model["data_preprocessor"] = dict(size=tuple(recipe.data.crop_size))
-            # the base config's top-level variable too, so configs that reuse it see the same size
-            return dict(model=model, data_preprocessor=dict(size=tuple(recipe.data.crop_size)))
-    return dict(model=model)
+        channels = recipe.model.backbone.stage_channels()
+        model = dict(backbone=backbone_config(recipe))
+        if recipe.codebase == "mmdet":
+            model["neck"] = dict(in_channels=channels)
+            if recipe.model.num_classes:
+                model["roi_head"] = dict(bbox_head=dict(num_classes=recipe.model.num_classes),
+                                         mask_head=dict(num_classes=recipe.model.num_classes))
+        else:
+            decode = dict(in_channels=channels)
+            auxiliary = dict(in_channels=channels[2])
+            if recipe.model.num_classes:
+                decode["num_classes"] = auxiliary["num_classes"] = recipe.model.num_classes
+            if recipe.model.decode_channels:
+                decode["channels"] = recipe.model.decode_channels
+            model.update(decode_head=decode, auxiliary_head=auxiliary)
+    preprocessor, top = _canvas_config(base, recipe)
+    if preprocessor:
+        model["data_preprocessor"] = preprocessor
+    return dict(model=model, **top)
+
+
+def _canvas_config(base: Config, recipe: Recipe) -> tuple[dict, dict]:
+    """The data preprocessor's fixed input size (mmseg's `size`, mmdet's BatchFixedSizePad) at the crop size: the
+    model's preprocessor patch and the top-level variable's."""
+    crop = recipe.data.crop_size
+    preprocessor = base.model.get("data_preprocessor") or {}
+    if not crop:
+        return {}, {}
+    out: dict[str, Any] = {}
+    if "size" in preprocessor or recipe.codebase == "mmseg":  # mmseg pads every training batch to it
+        out["size"] = tuple(crop)
+    augments = preprocessor.get("batch_augments") or []
+    if any(a.get("type") == "BatchFixedSizePad" for a in augments):
+        out["batch_augments"] = [dict(a, size=tuple(crop)) if a.get("type") == "BatchFixedSizePad" else a
+                                 for a in augments]
+    # the base config's top-level variable too, so configs that reuse it see the same size
+    top = dict(data_preprocessor=dict(size=tuple(crop))) if recipe.codebase == "mmseg" else {}
+    return out, top
 
 
 def wandb_mode(requested: WandbMode) -> str:
@@ -186,25 +285,40 @@ def tracking_config(recipe: Recipe, ctx: RunContext) -> dict:
 
 
 def _resize_pipelines(cfg: Config, recipe: Recipe) -> None:
-    """Point the base pipelines' resize/crop steps at the recipe's sizes (in place)."""
-    scale, crop = tuple(recipe.data.scale), recipe.data.crop_size
+    """Point the base pipelines' resize, mosaic, crop and pad steps at the recipe's sizes (in place)."""
+    scale, crop = recipe.data.scale, recipe.data.crop_size
+    if scale is None and crop is None:
+        return
 
     def fix(pipeline: list) -> None:
         for step in pipeline:
-            if step.get("type") in ("Resize", "RandomResize") and "scale" in step:
-                step["scale"] = scale
-            if step.get("type") == "RandomCrop" and crop:
+            kind = step.get("type")
+            if scale and kind in ("Resize", "RandomResize") and "scale" in step:
+                ranged = isinstance(step["scale"], list) and step.get("ratio_range") is None
+                step["scale"] = [tuple(scale)] * len(step["scale"]) if ranged else tuple(scale)
+            if scale and kind == "RandomChoiceResize":
+                step["scales"] = [tuple(scale)]
+            if scale and "img_scale" in step:  # Mosaic, MixUp and their cached forms
+                step["img_scale"] = tuple(scale)
+            if crop and kind == "RandomCrop":
                 step["crop_size"] = tuple(crop)
+            if crop and kind == "Pad" and "size" in step:
+                step["size"] = tuple(crop)
             for nested in step.get("transforms", []) if isinstance(step.get("transforms"), list) else []:
                 fix(nested if isinstance(nested, list) else [nested])
 
-    for key in ("train_pipeline", "test_pipeline"):
-        if key in cfg:
+    for key in [k for k in cfg.keys() if k.endswith("pipeline") or k.startswith("train_pipeline")]:
+        if isinstance(cfg[key], list):
             fix(cfg[key])
     for loader in ("train_dataloader", "val_dataloader", "test_dataloader"):
         dataset = cfg.get(loader, {}).get("dataset", {})
+        while "dataset" in dataset and "pipeline" not in dataset:  # wrappers: RepeatDataset, ConcatDataset, ...
+            dataset = dataset["dataset"]
         if "pipeline" in dataset:
             fix(dataset["pipeline"])
+    for hook in cfg.get("custom_hooks", []):
+        if hook.get("type") == "PipelineSwitchHook":  # RTMDet's last-epochs pipeline
+            fix(hook["switch_pipeline"])
     if crop and "crop_size" in cfg:
         cfg["crop_size"] = tuple(crop)
 
@@ -221,10 +335,12 @@ def _base_config(bases: tuple[str, ...]) -> Config:
 def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: list[tuple[str, Any]] = ()) -> Config:
     """The resolved MMEngine config of `recipe`, with `config_overrides` (dotted keys) applied last."""
     cfg = copy.deepcopy(_base_config(tuple(recipe.bases)))
-    cfg.merge_from_dict(model_config(recipe))
+    cfg.merge_from_dict(model_config(recipe, cfg))
+    _reroot(cfg, str(Path(recipe.data.root).expanduser().absolute()))
     cfg.merge_from_dict(data_config(recipe))
-    cfg.merge_from_dict(schedule_config(recipe))
-    cfg.merge_from_dict(optimizer_config(recipe))
+    if recipe.schedule is not None:
+        cfg.merge_from_dict(schedule_config(recipe))
+    cfg.merge_from_dict(optimizer_config(recipe) if recipe.optimizer is not None else precision_config(recipe, cfg))
     cfg.merge_from_dict(tracking_config(recipe, ctx))
     _resize_pipelines(cfg, recipe)
     # the base configs' own imports (trusted: they come from the codebases) and swinctl's backbone

@@ -24,8 +24,34 @@ def test_bundled_recipes_load_with_published_numbers():
     assert fp16.precision.amp and fp16.precision.loss_scale == 512
     assert {(e.metric, e.value) for e in fp16.expected} == {("bbox_mAP", 42.5), ("segm_mAP", 39.3)}
     seg = recipes.load_recipe("upernet-swin-t")
-    assert {(e.metric, e.value) for e in seg.expected} == {("mIoU", 44.3), ("mIoU", 44.41)}
+    assert {(e.metric, e.value) for e in seg.expected} == {("mIoU", 44.3), ("mIoU", 44.41), ("mIoU_ms_flip", 45.79)}
     assert all(e.source for r in (det, fp16, seg) for e in r.expected)
+
+
+def test_zoo_recipes_carry_their_metafile_numbers_and_published_resources():
+    pan = recipes.load_recipe("mask2former-swin-t-lsj-50e-coco-panoptic")
+    assert pan.task == "panoptic" and pan.data.dataset == "coco_panoptic"
+    assert {(e.metric, e.value) for e in pan.expected} == {("bbox_mAP", 46.3), ("segm_mAP", 43.4), ("PQ", 53.4)}
+    assert all("metafile (mask2former/metafile.yml)" in e.source for e in pan.expected)
+    assert pan.schedule is None and pan.optimizer is None and pan.inherits_reference
+    upernet = recipes.load_recipe("upernet-swin-b-in22k-384-160k-ade20k-512x512")
+    assert {(e.metric, e.value) for e in upernet.expected} == {("mIoU", 50.76), ("mIoU_ms_flip", 52.4)}
+    assert (upernet.model.backbone.embed_dims, upernet.model.backbone.window_size) == (128, 12)
+    layouts = {name: (r.resources.nodes, r.resources.gpus_per_node, r.data.batch_size) for name in
+               ("maskformer-swin-l-ms-300e-coco-panoptic", "mask2former-swin-l-in22k-384-lsj-100e-coco-panoptic",
+                "rtmdet-l-swin-b-100e-coco", "maskrcnn-swin-s-amp-ms-crop-3x-coco")
+               for r in [recipes.load_recipe(name)]}
+    assert layouts == {"maskformer-swin-l-ms-300e-coco-panoptic": (8, 8, 1),  # 64xb1
+                       "mask2former-swin-l-in22k-384-lsj-100e-coco-panoptic": (2, 8, 1),  # 16xb1
+                       "rtmdet-l-swin-b-100e-coco": (1, 4, 32),  # 4xb32
+                       "maskrcnn-swin-s-amp-ms-crop-3x-coco": (1, 8, 2)}  # "8x V100", batch 16
+    assert recipes.load_recipe("maskrcnn-swin-s-amp-ms-crop-3x-coco").precision.amp
+
+
+def test_the_committed_zoo_is_what_the_metafiles_make(capsys):
+    from swinctl import zoo
+
+    assert zoo.main(["--check"]) == 0, capsys.readouterr().err
 
 
 def test_published_hyper_parameters():
@@ -90,7 +116,7 @@ BAD_RECIPES = [
     (_set("precision", {"amp": False, "loss_scale": 512}), ["loss_scale only applies with amp: true"]),
     (_set("expected", [{"metric": "box_AP", "value": 1, "source": "x"}]), ["expected.0.metric", "'bbox_mAP'"]),
     (_set("model.backbone.drop_path_rate", 1.5), ["drop_path_rate", "less than 1"]),
-    (_set("data.dataset", "voc"), ["'coco' or 'ade20k'"]),
+    (_set("data.dataset", "voc"), ["'coco', 'coco_panoptic', 'ade20k' or 'cityscapes'"]),
 ]
 
 

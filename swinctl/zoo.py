@@ -1,0 +1,385 @@
+"""The Swin zoo: every Swin-backbone model of the installed MMDetection and MMSegmentation metafiles as a recipe.
+
+`python -m swinctl.zoo --write` (re)writes `recipes/zoo/*.yaml` from the metafiles and reference configs shipped
+inside mmdet and mmseg (`.mim/configs/*/metafile.y*ml`); `--check` exits non-zero when a committed file differs from
+what it would write, or a seed recipe lacks its entry's metafile numbers. The recipes are committed rather than
+generated at run time: the CLI reads YAML at start without importing mmengine, and a review shows what a new
+codebase release changes. A zoo recipe inherits its reference config whole (`bases: [<codebase>::<reference>]`):
+it states the Swin (swinctl's), the data root and batch, and the published resources and numbers; the schedule
+and optimizer stay the reference config's own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from swinctl.recipes import RECIPES_DIR, Recipe, available, load_recipe, validate
+
+ZOO_DIR = RECIPES_DIR / "zoo"
+PACKAGES = {"mmdet": "mmdet", "mmseg": "mmsegmentation"}
+# Grounding (text-conditioned) and video models are other tasks with other data: not reproduced here.
+EXCLUDED_DIRS = {"glip", "grounding_dino", "mm_grounding_dino", "mask2former_vis"}
+METRICS = {"box AP": "bbox_mAP", "mask AP": "segm_mAP", "PQ": "PQ", "mIoU": "mIoU", "mIoU(ms+flip)": "mIoU_ms_flip"}
+DATASETS = {"CocoDataset": "coco", "CocoPanopticDataset": "coco_panoptic", "ADE20KDataset": "ade20k",
+            "CityscapesDataset": "cityscapes"}
+TASKS = {"Object Detection": "detection", "Instance Segmentation": "instance", "Panoptic Segmentation": "panoptic",
+         "Semantic Segmentation": "semantic"}
+# The swinctl backbone's fixed arguments: a reference Swin that sets them otherwise cannot be reproduced by it.
+_FIXED = dict(qkv_bias=True, qk_scale=None, drop_rate=0.0, attn_drop_rate=0.0, patch_size=4)
+
+# What every zoo smoke run changes: a one-block-per-stage Swin on 128x128 demo images, no GPU, no workers.
+_SMOKE_SET = {
+    "model.backbone.embed_dims": 16,
+    "model.backbone.depths": [1, 1, 1, 1],
+    "model.backbone.num_heads": [1, 2, 4, 8],
+    "model.backbone.window_size": 4,
+    "model.backbone.drop_path_rate": 0.1,
+    "model.backbone.with_cp": False,
+    "model.backbone.pretrained": None,
+    "data.scale": [128, 128],
+    "data.crop_size": [128, 128],
+    "data.batch_size": 2,
+    "data.num_workers": 0,
+    "resources.gpus": 0,
+    "resources.gpus_per_node": 0,
+    "resources.nodes": 1,
+    "resources.cpus_per_task": 2,
+    "resources.mem_gb": 6,
+    "resources.time_limit": "00:30:00",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """An architecture of the zoo: its recipe names' prefix and what its smoke run shrinks (config keys)."""
+
+    prefix: str
+    title: str
+    smoke_config: dict[str, Any] = field(default_factory=dict)
+
+
+def _epochs(n: int, **extra: Any) -> dict[str, Any]:
+    return {"train_cfg.max_epochs": n, "train_cfg.val_interval": n, "default_hooks.checkpoint.interval": n,
+            "default_hooks.logger.interval": 2, **extra}
+
+
+def _iters(n: int, **extra: Any) -> dict[str, Any]:
+    return {"train_cfg.max_iters": n, "train_cfg.val_interval": n, "default_hooks.checkpoint.interval": n,
+            "default_hooks.logger.interval": 2, **extra}
+
+
+_MASKFORMER_HEAD = {  # MaskFormer / Mask2Former heads at 32 channels, 2 decoder layers, 10 queries
+    "feat_channels": 32, "out_channels": 32, "num_queries": 10,
+}
+
+FAMILIES: dict[tuple[str, str], Family] = {
+    ("mmdet", "swin"): Family("maskrcnn", "Mask R-CNN", _epochs(1)),
+    ("mmdet", "rtmdet"): Family("rtmdet", "RTMDet-L", _epochs(1)),
+    ("mmdet", "dino"): Family("dino", "DINO", _epochs(1)),
+    ("mmdet", "dyhead"): Family("atss-dyhead", "ATSS + DyHead", _epochs(1)),
+    ("mmdet", "maskformer"): Family("maskformer", "MaskFormer", _epochs(1)),
+    ("mmdet", "mask2former"): Family("mask2former", "Mask2Former", _iters(8)),
+    ("mmseg", "swin"): Family("upernet", "UPerNet", _iters(8)),
+    ("mmseg", "knet"): Family("knet", "K-Net + UPerNet", _iters(8)),
+    ("mmseg", "mask2former"): Family("mask2former", "Mask2Former", _iters(8)),
+    ("mmseg", "maskformer"): Family("maskformer", "MaskFormer", _iters(8)),
+}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One metafile model: its codebase, reference config (relative to .mim/configs) and published results."""
+
+    codebase: str
+    config: str
+    metafile: str
+    results: list[dict]
+    metadata: dict
+    version: str
+
+    @property
+    def directory(self) -> str:
+        return self.config.split("/", 1)[0]
+
+    @property
+    def stem(self) -> str:
+        return Path(self.config).stem
+
+
+def _configs_root(codebase: str) -> Path:
+    from mim.utils import get_installed_path
+
+    return Path(get_installed_path(PACKAGES[codebase])) / ".mim" / "configs"
+
+
+def _version(codebase: str) -> str:
+    from importlib.metadata import version
+
+    return version(PACKAGES[codebase])
+
+
+def load_config(codebase: str, config: str):
+    from mmengine.config import Config
+
+    return Config.fromfile(str(_configs_root(codebase) / config))
+
+
+def entries() -> list[Entry]:
+    """Every metafile entry of the installed codebases whose reference config has a Swin backbone."""
+    found = []
+    for codebase in PACKAGES:
+        root = _configs_root(codebase)
+        for metafile in sorted(root.glob("*/metafile.y*ml")):
+            if metafile.parent.name in EXCLUDED_DIRS:
+                continue
+            data = yaml.safe_load(metafile.read_text()) or {}
+            for model in data.get("Models", []) if isinstance(data, dict) else data:
+                config = str(model.get("Config", "")).removeprefix("configs/")
+                if "swin" not in config or not (root / config).is_file():
+                    continue
+                backbone = load_config(codebase, config).model.get("backbone", {})
+                if "SwinTransformer" not in str(backbone.get("type", "")):
+                    continue
+                results = model.get("Results") or []
+                found.append(Entry(codebase, config, f"{metafile.parent.name}/{metafile.name}",
+                                   [results] if isinstance(results, dict) else list(results),
+                                   model.get("Metadata") or {}, _version(codebase)))
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- one recipe
+
+
+_NAME_RULES = [  # applied in order to the config's file name, '_' read as '-'
+    (r"swin-(t)iny|swin-(s)mall|swin-(b)ase|swin-(l)arge", lambda m: "swin-" + next(g for g in m.groups() if g)),
+    (r"^mask-rcnn", "maskrcnn"),
+    (r"-patch4|-p4|-window\d+|-w\d+(?=-|$)|-fpn(?=-|$)|-\d+xb\d+|-224(?=-|$)|-pre(?=-|$)|-5scale", ""),
+    (r"-384x384", "-384"),
+    (r"-in21k", "-in22k"),  # the ImageNet-22k weights: mmdet's file names say in21k, mmseg's in22k
+    (r"-384-in22k", "-in22k-384"),
+    (r"^swin-(.*)-upernet", r"upernet-swin-\1"),
+    (r"^rtmdet-l-swin", "rtmdet-l-swin"),
+    (r"^atss-swin-l-dyhead", "atss-dyhead-swin-l"),
+]
+
+
+def recipe_name(entry: Entry, task: str) -> str:
+    name = entry.stem.replace("_", "-")
+    for pattern, repl in _NAME_RULES:
+        name = re.sub(pattern, repl, name)
+    if task == "panoptic" and not name.endswith("panoptic"):
+        name += "-panoptic"
+    return name
+
+
+def _task(entry: Entry) -> str:
+    tasks = [TASKS[r["Task"]] for r in entry.results if r.get("Task") in TASKS]
+    for task in ("panoptic", "instance", "semantic", "detection"):  # the richest output the model has
+        if task in tasks:
+            return task
+    raise ValueError(f"{entry.config}: no task this zoo knows in {entry.results}")
+
+
+def _resources(entry: Entry, per_gpu: int, cfg) -> dict[str, Any]:
+    """GPUs from the file name's NxbM (mmseg, newer mmdet), the metafile's 'Training Resources' (8x V100), or
+    else the config's linear-scaling base batch (`auto_scale_lr.base_batch_size`) over its per-GPU batch."""
+    named = re.search(r"(\d+)xb(\d+)", entry.stem)
+    if named:
+        gpus = int(named.group(1))
+        if int(named.group(2)) != per_gpu:
+            raise ValueError(f"{entry.config}: the name says {named.group(0)}, the config {per_gpu} per GPU")
+    else:
+        stated = re.match(r"(\d+)x", str(entry.metadata.get("Training Resources", "")))
+        base = (cfg.get("auto_scale_lr") or {}).get("base_batch_size")
+        if not stated and not base:
+            raise ValueError(f"{entry.config}: no GPU count in its name, metafile or auto_scale_lr")
+        gpus = int(stated.group(1)) if stated else int(base) // per_gpu
+    total = entry.metadata.get("Batch Size")
+    if total and int(total) != gpus * per_gpu:
+        raise ValueError(f"{entry.config}: metafile batch {total} != {gpus} GPUs x {per_gpu}")
+    nodes = math.ceil(gpus / 8)
+    # time and memory are not published: a day per run on shared A100/V100 nodes, raise for the long schedules
+    return dict(gpus=gpus, gpus_per_node=min(gpus, 8), nodes=nodes, cpus_per_task=5, mem_gb=64,
+                time_limit="3-00:00:00")
+
+
+def _backbone(cfg) -> dict[str, Any]:
+    bb = cfg.model.backbone
+    for key, value in _FIXED.items():
+        if key in bb and bb[key] != value:
+            raise ValueError(f"backbone {key}={bb[key]!r}: swinctl's Swin has {value!r}")
+    init = bb.get("init_cfg") or {}
+    pretrained = init.get("checkpoint") if isinstance(init, dict) else None
+    return dict(
+        embed_dims=bb.embed_dims,
+        depths=list(bb.depths),
+        num_heads=list(bb.num_heads),
+        window_size=bb.window_size,
+        mlp_ratio=float(bb.get("mlp_ratio", 4.0)),
+        drop_path_rate=float(bb.drop_path_rate),
+        ape=bool(bb.get("use_abs_pos_embed", bb.get("ape", False))),
+        patch_norm=bool(bb.get("patch_norm", True)),
+        out_indices=list(bb.get("out_indices", (0, 1, 2, 3))),
+        frozen_stages=int(bb.get("frozen_stages", -1)),
+        with_cp=bool(bb.get("with_cp", False)),
+        pretrained=pretrained or cfg.model.get("pretrained"),
+    )
+
+
+def _precision(cfg) -> dict[str, Any]:
+    wrapper = cfg.get("optim_wrapper") or {}
+    if wrapper.get("type") != "AmpOptimWrapper":
+        return {}
+    scale = wrapper.get("loss_scale")
+    out: dict[str, Any] = dict(amp=True)
+    if scale == "dynamic" or isinstance(scale, int | float):
+        out["loss_scale"] = scale
+    elif isinstance(scale, dict) and "init_scale" in scale:
+        out["loss_scale"] = scale["init_scale"]
+    return out
+
+
+def _dataset(cfg) -> str:
+    dataset = cfg.train_dataloader.dataset
+    while "dataset" in dataset and "type" not in dataset or dataset.get("type") in ("RepeatDataset",):
+        dataset = dataset["dataset"]
+    kind = DATASETS.get(str(dataset.get("type")).split(".")[-1])
+    if kind is None:
+        raise ValueError(f"dataset type {dataset.get('type')!r} is none of {', '.join(DATASETS)}")
+    return kind
+
+
+def _size(backbone: dict) -> str:
+    """T, S, B or L: the Swin variant of a backbone's widths and depths."""
+    if backbone["embed_dims"] == 96:
+        return "S" if backbone["depths"][2] == 18 else "T"
+    return {128: "B", 192: "L"}.get(backbone["embed_dims"], f"{backbone['embed_dims']}d")
+
+
+def _description(family: Family, task: str, dataset: str, backbone: dict) -> str:
+    what = {"detection": "object detection", "instance": "instance segmentation", "panoptic": "panoptic "
+            "segmentation", "semantic": "semantic segmentation"}[task]
+    names = {"coco": "COCO", "coco_panoptic": "COCO", "ade20k": "ADE20K", "cityscapes": "Cityscapes"}
+    return f"{family.title} + Swin-{_size(backbone)}, {names[dataset]} {what}"
+
+
+def zoo_recipe(entry: Entry) -> dict[str, Any]:
+    """The recipe of one zoo entry, as the mapping written to its YAML file."""
+    cfg = load_config(entry.codebase, entry.config)
+    family = FAMILIES[(entry.codebase, entry.directory)]
+    task, dataset = _task(entry), _dataset(cfg)
+    backbone = _backbone(cfg)
+    per_gpu = int(cfg.train_dataloader.batch_size)
+    source = f"{'MMDet' if entry.codebase == 'mmdet' else 'MMSeg'} {entry.version} metafile ({entry.metafile})"
+    expected = [dict(metric=METRICS[name], value=float(value), source=source)
+                for result in entry.results for name, value in (result.get("Metrics") or {}).items()
+                if name in METRICS]
+    recipe: dict[str, Any] = dict(
+        name=recipe_name(entry, task),
+        description=_description(family, task, dataset, backbone),
+        codebase=entry.codebase,
+        task=task,
+        reference_config=entry.config,
+        bases=[f"{entry.codebase}::{entry.config}"],
+        model=dict(backbone=backbone),
+        data=dict(dataset=dataset, root=str(cfg.data_root).rstrip("/"), batch_size=per_gpu, num_workers=None,
+                  val_batch_size=int(cfg.val_dataloader.batch_size)),
+    )
+    if precision := _precision(cfg):
+        recipe["precision"] = precision
+    recipe.update(
+        resources=_resources(entry, per_gpu, cfg),
+        tracking=dict(project="swinctl", tags=[family.prefix, f"swin-{_size(backbone).lower()}", dataset.replace("_", "-")]),
+        expected=expected,
+        tolerance=0.5,
+        smoke=dict(set=dict(_SMOKE_SET), config=dict(family.smoke_config)),
+    )
+    validate(recipe, recipe["name"])  # the generator writes nothing a user's `swinctl run` would refuse
+    return recipe
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+
+def _text(recipe: dict[str, Any], entry: Entry) -> str:
+    head = (f"# Generated by `python -m swinctl.zoo --write` from {entry.codebase} {entry.version}'s "
+            f"configs/{entry.metafile}: change the generator\n"
+            "# (swinctl/zoo.py), not this file. The schedule and optimizer are the reference config's own.\n")
+    return head + yaml.dump(recipe, Dumper=_Dumper, sort_keys=False, width=120)
+
+
+class _Dumper(yaml.SafeDumper):
+    """Short lists of numbers on one line ([2, 2, 6, 2]), as the hand-written recipes have them."""
+
+
+_Dumper.add_representer(list, lambda dumper, data: dumper.represent_sequence(
+    "tag:yaml.org,2002:seq", data, flow_style=all(isinstance(v, int | float) for v in data)))
+
+
+def _seed_for(entry: Entry) -> Recipe | None:
+    for path in available().values():
+        if path.parent == RECIPES_DIR:
+            recipe = load_recipe(path)
+            if recipe.reference_config == entry.config and recipe.codebase == entry.codebase \
+                    and not recipe.precision.amp:
+                return recipe
+    return None
+
+
+def plan() -> tuple[dict[Path, str], list[str]]:
+    """The zoo files to write, and the problems of the seed recipes that stand for zoo entries."""
+    files: dict[Path, str] = {}
+    problems: list[str] = []
+    for entry in entries():
+        recipe = zoo_recipe(entry)
+        seed = _seed_for(entry)
+        if seed is not None:  # the seed recipe stands for this entry: it must carry the metafile's numbers
+            have = {(e.metric, e.value) for e in seed.expected}
+            missing = [e for e in recipe["expected"] if (e["metric"], e["value"]) not in have]
+            problems += [f"recipes/{seed.name}.yaml lacks the metafile's {e['metric']} {e['value']} "
+                         f"({entry.config})" for e in missing]
+            continue
+        path = ZOO_DIR / f"{recipe['name']}.yaml"
+        if path in files:
+            raise ValueError(f"two zoo entries are named {recipe['name']}: extend _NAME_RULES")
+        files[path] = _text(recipe, entry)
+    return files, problems
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m swinctl.zoo", description=__doc__.split("\n\n")[0])
+    action = parser.add_mutually_exclusive_group(required=True)
+    action.add_argument("--write", action="store_true", help="(re)write recipes/zoo/*.yaml")
+    action.add_argument("--check", action="store_true", help="exit 1 when recipes/zoo/ is not what --write makes")
+    args = parser.parse_args(argv)
+    files, problems = plan()
+    stale = sorted(set(ZOO_DIR.glob("*.yaml")) - set(files))
+    if args.write:
+        ZOO_DIR.mkdir(parents=True, exist_ok=True)
+        for path in stale:
+            path.unlink()
+        for path, text in files.items():
+            if not path.is_file() or path.read_text() != text:
+                path.write_text(text)
+        print(f"{len(files)} zoo recipes in {ZOO_DIR} ({len(stale)} removed)")
+    else:
+        problems += [f"{p.relative_to(RECIPES_DIR.parent)}: out of date" for p, t in files.items()
+                     if not p.is_file() or p.read_text() != t]
+        problems += [f"{p.relative_to(RECIPES_DIR.parent)}: no zoo entry makes it" for p in stale]
+        if not problems:
+            print(f"{len(files)} zoo recipes up to date")
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
