@@ -297,7 +297,8 @@ def zoo_recipe(entry: Entry) -> dict[str, Any]:
         recipe["precision"] = precision
     recipe.update(
         resources=_resources(entry, per_gpu, cfg),
-        tracking=dict(project="swinctl", tags=[family.prefix, f"swin-{_size(backbone).lower()}", dataset.replace("_", "-")]),
+        tracking=dict(project="swinctl",
+                      tags=[family.prefix, f"swin-{_size(backbone).lower()}", dataset.replace("_", "-")]),
         expected=expected,
         tolerance=0.5,
         smoke=dict(set=dict(_SMOKE_SET), config=dict(family.smoke_config)),
