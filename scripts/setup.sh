@@ -66,10 +66,15 @@ fi
 
 say "installing swinctl and the OpenMMLab stack (editable, with dev tools)"
 "${pip[@]}" install -q -e "$root[dev]"
+# The COCO panoptic API (mmdet's PQ evaluator needs it) is not on PyPI under its own name: panopticapi-lite 0.2.0
+# is the same code (compared with cocodataset/panopticapi's master), installed without its numpy<2 pin, which
+# nothing in it needs.
+"${pip[@]}" install -q --no-deps panopticapi-lite==0.2.0
 
 "$venv/bin/python" - <<'EOF'
 import mmcv, mmdet, mmengine, mmseg, torch
 from mmcv.ops import nms  # noqa: F401  (compiled ops load)
+from panopticapi.evaluation import PQStat  # noqa: F401  (mmdet's CocoPanopticMetric)
 print(f"[setup] ready: torch {torch.__version__}, mmcv {mmcv.__version__} (ops), mmengine {mmengine.__version__}, "
       f"mmdet {mmdet.__version__}, mmseg {mmseg.__version__}")
 EOF

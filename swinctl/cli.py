@@ -23,7 +23,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-data_app = typer.Typer(help="Generated demo datasets (COCO and ADE20K formats).", no_args_is_help=True)
+data_app = typer.Typer(help="Generated demo datasets (COCO instances + panoptic, ADE20K, Cityscapes formats).",
+                      no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
 console = Console()
@@ -224,12 +225,27 @@ def _print_outcome(record) -> None:
 
 
 @app.command("recipes")
-def list_recipes() -> None:
-    """List the recipes swinctl knows."""
+def list_recipes(
+    text: Annotated[str | None, typer.Argument(help="Only recipes whose name, reference config or description "
+                                                    "contain this (e.g. mask2former, cityscapes, swin-l).")] = None,
+    codebase: Annotated[str | None, typer.Option(help="Only this codebase's recipes: mmdet or mmseg.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only recipes of this task: detection, instance, panoptic or "
+                                                  "semantic.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Every field of every recipe listed, as JSON.")] = False,
+) -> None:
+    """List the recipes swinctl knows: the seed recipes and the Swin zoo of MMDetection and MMSegmentation."""
     with _Guard():
         from swinctl import recipes, views
 
-        console.print(views.recipe_table(recipes.available()))
+        for value, valid, option in ((codebase, ("mmdet", "mmseg"), "--codebase"),
+                                     (task, ("detection", "instance", "panoptic", "semantic"), "--task")):
+            if value is not None and value not in valid:
+                fail(f"{option} {value!r} is not one of {', '.join(valid)}")
+        rows = recipes.listing(codebase, task, text)
+        if as_json:
+            print(json.dumps(rows, indent=2))
+        else:
+            console.print(views.recipe_table(rows))
 
 
 @app.command()
@@ -260,7 +276,7 @@ def show(
 
 @data_app.command("demo")
 def data_demo(
-    kind: Annotated[str, typer.Argument(help="coco, ade20k, or all.")] = "all",
+    kind: Annotated[str, typer.Argument(help="coco (instances and panoptic), ade20k, cityscapes, or all.")] = "all",
     root: Annotated[Path | None, typer.Option(help="Where to put it.",
                                                  show_default="$SWINCTL_DATA or ~/.cache/swinctl/data")] = None,
 ) -> None:

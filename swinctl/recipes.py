@@ -276,6 +276,31 @@ def available() -> dict[str, Path]:
     return found
 
 
+def listing(codebase: str | None = None, task: str | None = None, text: str | None = None) -> list[dict]:
+    """The known recipes as `swinctl recipes --json` rows, filtered by codebase, task and a substring of the name,
+    reference config or description; a file that does not validate is a row with its error."""
+    rows = []
+    for name, path in available().items():
+        try:
+            recipe = load_recipe(path)
+        except RecipeError as exc:
+            if not (codebase or task or text) or (text and text in name):
+                rows.append(dict(name=name, file=str(path), error=str(exc)))
+            continue
+        haystack = f"{recipe.name} {recipe.reference_config} {recipe.description}".lower()
+        if (codebase and recipe.codebase != codebase) or (task and recipe.task != task) or \
+                (text and text.lower() not in haystack):
+            continue
+        res = recipe.resources
+        rows.append(dict(
+            name=recipe.name, codebase=recipe.codebase, task=recipe.task, dataset=recipe.data.dataset,
+            reference_config=recipe.reference_config, description=recipe.description,
+            expected=[e.model_dump() for e in recipe.expected], tolerance=recipe.tolerance,
+            resources=dict(gpus=res.gpus, nodes=res.nodes, gpus_per_node=res.gpus_per_node, time_limit=res.time_limit),
+            batch_size=recipe.data.batch_size, zoo=recipe.inherits_reference, file=str(path)))
+    return rows
+
+
 def resolve_path(name_or_path: str | Path) -> Path:
     """A recipe name (`maskrcnn-swin-t`) or a YAML file path -> the file."""
     text = str(name_or_path)

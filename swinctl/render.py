@@ -132,8 +132,8 @@ def precision_config(recipe: Recipe, base: Config) -> dict:
 def data_config(recipe: Recipe) -> dict:
     d = recipe.data
     root = str(Path(d.root).expanduser().absolute())
-    workers = {} if d.num_workers is None else dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
-    loader = dict(**workers, dataset=dict(data_root=root))
+    # (the datasets' own data_root moves with `_reroot`, wherever a wrapper such as RepeatDataset nests them)
+    loader = {} if d.num_workers is None else dict(num_workers=d.num_workers, persistent_workers=d.num_workers > 0)
     return dict(
         data_root=root,
         train_dataloader=dict(batch_size=d.batch_size, **loader),
@@ -151,8 +151,8 @@ def _reroot(cfg: Config, root: str) -> None:
     old = old.rstrip("/") + "/"
 
     def move(node: Any) -> Any:
-        if isinstance(node, str) and node.startswith(old):
-            return os.path.join(root, node[len(old):])
+        if isinstance(node, str) and (node == old.rstrip("/") or node.startswith(old)):
+            return os.path.join(root, node[len(old):]) if len(node) > len(old) else root
         if isinstance(node, dict):
             for key, value in node.items():
                 node[key] = move(value)
@@ -344,7 +344,8 @@ def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: lis
     cfg.merge_from_dict(tracking_config(recipe, ctx))
     _resize_pipelines(cfg, recipe)
     # the base configs' own imports (trusted: they come from the codebases) and swinctl's backbone
-    imports = list(cfg.get("custom_imports", {}).get("imports", []))
+    imports = cfg.get("custom_imports", {}).get("imports", [])
+    imports = [imports] if isinstance(imports, str) else list(imports)  # mmseg's Mask2Former names one module bare
     cfg.merge_from_dict(dict(
         custom_imports=dict(imports=list(dict.fromkeys([*imports, "swinctl.models"])), allow_failed_imports=False),
         auto_scale_lr=dict(enable=False, base_batch_size=16),

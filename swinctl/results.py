@@ -231,11 +231,11 @@ def _line_at(data: bytes, pos: int) -> tuple[int, int]:
 def _metric_lines(data: bytes, start: int, markers: tuple[bytes, ...]) -> list[tuple[int, int]]:
     """Spans of the lines from `start` on that contain one of `markers`, in file order.
 
-    Every canonical metric name has an upper-case A or I (mAP, aAcc, mAcc, mIoU) while training lines are lower
-    case, so a memchr-speed search for those two bytes finds the candidates; only their lines are checked further.
+    Every canonical metric name has an upper-case A, I or Q (mAP, aAcc, mAcc, mIoU, PQ) while training lines are
+    lower case, so a memchr-speed search for those bytes finds the candidates; only their lines are checked further.
     """
     spans: dict[int, int] = {}
-    for byte in (b"A", b"I"):
+    for byte in (b"A", b"I", b"Q"):
         pos = data.find(byte, start)
         while pos >= 0:
             line_start, line_end = _line_at(data, pos)
@@ -329,7 +329,7 @@ class _Segment:
 
 # ---------------------------------------------------------------------------------------------- mmengine
 
-_MMENGINE_MARKERS = (b'mAP"', b'mIoU"', b'aAcc"', b'mAcc"')
+_MMENGINE_MARKERS = (b'mAP"', b'mIoU"', b'aAcc"', b'mAcc"', b'PQ"')
 
 
 def _mmengine_train_point(d: dict) -> TrainPoint | None:
@@ -590,6 +590,7 @@ _PROGRESS_LINE = re.compile(
 )
 _ETA = re.compile(rb"eta: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")
 _LENGTH_VALUE = re.compile(rb"\s*=\s*(\d+)")
+_TRAIN_LOOP_EPOCHS = re.compile(rb"(?m)^train_cfg = dict\((?:[^()]|\([^()]*\))*?\bmax_epochs=(\d+)")
 _TAIL, _TAIL_MAX, _HEAD_MAX = 1 << 15, 1 << 22, 1 << 20
 
 
@@ -701,6 +702,15 @@ def _progress_from_tail(tail: bytes, whole: bool, final: bool) -> Progress | Non
 def _max_epochs(text_log: Path, fmt: str) -> int | None:
     """max_epochs from the dumped config (mmengine: vis_data/config.py) or else from the text log's head."""
     candidates = [text_log.parent / "vis_data" / "config.py"] if fmt == "mmengine" else []
+    if candidates:
+        # the loop's own length first: a config's top-level `max_epochs` variable can outlive an override
+        try:
+            with open(candidates[0], "rb") as fh:
+                loop = _TRAIN_LOOP_EPOCHS.search(fh.read(_HEAD_MAX))
+            if loop:
+                return int(loop.group(1))
+        except OSError:
+            pass
     candidates.append(text_log)
     for path in candidates:
         try:

@@ -31,7 +31,9 @@ _URL = re.compile(r"[a-z][a-z0-9+.-]*://")  # http://, s3://, open-mmlab://, tor
 
 DATA_CHECKS = {
     "coco": ("annotations/instances_train2017.json", "COCO"),
+    "coco_panoptic": ("annotations/panoptic_train2017.json", "COCO panoptic"),
     "ade20k": ("images/training", "ADE20K"),
+    "cityscapes": ("leftImg8bit/train", "Cityscapes"),
 }
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich import box
 from rich.cells import cell_len
@@ -161,20 +160,31 @@ def _plain(cell) -> str:
 # ---------------------------------------------------------------------------------------------- tables
 
 
-def recipe_table(found: dict[str, Path]) -> Table:
-    from swinctl import recipes
+_HEADLINE = {"detection": ("bbox_mAP",), "instance": ("bbox_mAP", "segm_mAP"), "panoptic": ("PQ",),
+             "semantic": ("mIoU",)}
+_SHORT = {"bbox_mAP": "box", "segm_mAP": "mask"}
 
-    table = Table(title="recipes", title_justify="left")
-    for column in ("name", "codebase", "description", "expected", "file"):
-        table.add_column(column)
-    for name, path in found.items():
-        try:
-            recipe = recipes.load_recipe(path)
-        except recipes.RecipeError as exc:
-            table.add_row(name, "-", Text(f"invalid: {exc}", style="red"), "-", str(path))
+
+def _published(task: str, expected: list[dict]) -> str:
+    """`box 42.6 mask 39.5`: the task's headline numbers as the recipe's first source gives them (--json: all)."""
+    first = {}
+    for e in expected:
+        first.setdefault(e["metric"], e["value"])
+    return " ".join(f"{_SHORT.get(m, m)} {first[m]:g}" for m in _HEADLINE[task] if m in first) or "-"
+
+
+def recipe_table(rows: list[dict]) -> FitTable:
+    """`swinctl recipes`: one line a recipe (`recipes.listing` rows); --json has every field."""
+    table = FitTable(Col("name", wrap=True, fold=True, min_width=24), Col("task"),
+                     Col("GPUs", justify="right", optional=2), Col("published", wrap=True, min_width=8),
+                     Col("description", wrap=True, optional=1), title=f"recipes ({len(rows)})")
+    for row in rows:
+        if row.get("error"):
+            table.add_row(row["name"], "-", "-", Text(f"invalid: {row['error']}", style="red"), "-")
             continue
-        expected = ", ".join(f"{e.metric} {e.value} ({e.source})" for e in recipe.expected)
-        table.add_row(name, recipe.codebase, recipe.description, expected, str(path))
+        r = row["resources"]
+        table.add_row(row["name"], row["task"], f"{r['gpus']}x{row['batch_size']}",
+                      _published(row["task"], row["expected"]), row["description"])
     return table
 
 

@@ -56,8 +56,8 @@ class Published:
         return self.gpus * self.recipe.data.batch_size
 
     @property
-    def lr(self) -> float:
-        return self.recipe.optimizer.lr
+    def lr(self) -> float | None:  # None: the base config's optimizer (zoo recipes), read from the config
+        return self.recipe.optimizer.lr if self.recipe.optimizer else None
 
 
 def published_of(ref: str | Path | None, run_recipe: Recipe) -> Published:
@@ -142,6 +142,8 @@ def _value(value: Any) -> str:
 
 def _length(recipe: Recipe) -> str:
     s = recipe.schedule
+    if s is None:
+        return "the reference config's schedule"
     return f"{s.max_epochs} epochs" if s.by_epoch else f"{s.max_iters:,} iterations"
 
 
@@ -153,7 +155,7 @@ def setting(published: Published, recipe: Recipe, config_overrides: list[tuple[s
         found.append(Deviation("schedule", f"schedule {_length(recipe)} vs {_length(pub)} published: the learning "
                                            "rate steps and the final number move with it", WARNING,
                                _length(pub), _length(recipe)))
-    if recipe.optimizer.lr != pub.optimizer.lr:
+    if recipe.optimizer and pub.optimizer and recipe.optimizer.lr != pub.optimizer.lr:
         found.append(Deviation("lr", f"learning rate {fmt_lr(recipe.optimizer.lr)} vs {fmt_lr(pub.optimizer.lr)} "
                                      "published (before any batch scaling)", WARNING, pub.optimizer.lr,
                                recipe.optimizer.lr))
