@@ -32,9 +32,8 @@ GOALS = {"upernet-swin-t": ("mIoU", 50.0), "maskrcnn-swin-t": ("bbox_mAP", 10.0)
 WALL_GOAL_S = 180.0
 
 
-def learning_run(recipe: str, root: Path, extra: list[str] = ()) -> dict:
-    """One learning smoke run of `recipe` under the runs root `root`: its wall time, final metrics and verdict."""
-    overrides = load_recipe(recipe).smoke.learn_overrides() + list(extra)
+def smoke_run(recipe: str, root: Path, overrides: list[str]) -> dict:
+    """One `--smoke` run of `recipe` with `overrides` under the runs root `root`: wall time, state, final metrics."""
     cmd = [str(BIN / "swinctl"), "run", recipe, "--smoke", "--executor", "local", "--wandb", "disabled", "--wait",
            "--runs-root", str(root)]
     for item in overrides:
@@ -46,12 +45,17 @@ def learning_run(recipe: str, root: Path, extra: list[str] = ()) -> dict:
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     record = sorted(Ledger(root).list_runs(), key=lambda r: r.created_at)[-1]
-    metric, goal = GOALS[recipe]
-    value = record.metrics.get(metric)
     return {"recipe": recipe, "run_id": record.id, "state": record.state, "wall_s": round(wall, 1),
-            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-            "metric": metric, "value": value, "goal": goal, "metrics": record.metrics,
-            "ok": record.state == "COMPLETED" and value is not None and value >= goal and wall <= WALL_GOAL_S}
+            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)], "metrics": record.metrics}
+
+
+def learning_run(recipe: str, root: Path, extra: list[str] = ()) -> dict:
+    """One learning smoke run of `recipe` under the runs root `root`: its wall time, final metrics and verdict."""
+    run = smoke_run(recipe, root, load_recipe(recipe).smoke.learn_overrides() + list(extra))
+    metric, goal = GOALS[recipe]
+    value = run["metrics"].get(metric)
+    return {**run, "metric": metric, "value": value, "goal": goal,
+            "ok": run["state"] == "COMPLETED" and value is not None and value >= goal and run["wall_s"] <= WALL_GOAL_S}
 
 
 def main() -> None:

@@ -11,7 +11,7 @@ import torch
 from mmengine.registry import init_default_scope
 from typer.testing import CliRunner
 
-from swinctl import recipes, render
+from swinctl import recipes, render, zoo
 from swinctl.cli import app
 from swinctl.ledger import Ledger
 from swinctl.models import SwinTransformer
@@ -81,6 +81,23 @@ def test_every_recipe_renders_a_smoke_run(name, tmp_path):
     assert not list(tmp_path.glob("*/job_state.json"))  # a dry run submits nothing
 
 
+def test_the_zoo_check_fails_on_an_edited_or_stray_recipe(tmp_path, monkeypatch, capsys):
+    copy = tmp_path / "zoo"
+    copy.mkdir()
+    for path in zoo.ZOO_DIR.glob("*.yaml"):
+        (copy / path.name).write_text(path.read_text())
+    monkeypatch.setattr(zoo, "ZOO_DIR", copy)
+    assert zoo.main(["--check"]) == 0
+    edited = copy / "dino-swin-l-12e-coco.yaml"
+    edited.write_text(edited.read_text().replace("value: 57.2", "value: 59.0"))
+    (copy / "my-own.yaml").write_text("name: my-own\n")
+    assert zoo.main(["--check"]) == 1
+    err = capsys.readouterr().err
+    assert "dino-swin-l-12e-coco.yaml: out of date" in err and "my-own.yaml: no zoo entry makes it" in err
+    assert zoo.main(["--write"]) == 0 and zoo.main(["--check"]) == 0
+    assert not (copy / "my-own.yaml").exists()
+
+
 def test_recipes_lists_the_zoo_as_json_and_filters_it(tmp_path):
     result = _invoke(tmp_path, "recipes", "--json")
     assert result.exit_code == 0, result.output
@@ -99,27 +116,13 @@ def test_recipes_lists_the_zoo_as_json_and_filters_it(tmp_path):
     assert bad.exit_code == 2 and "depth" in bad.output
 
 
-# One recipe of each architecture family not covered by the seed recipes' own smoke tests (Mask R-CNN, UPerNet),
-# with the metric its codebase's evaluator logs.
-FAMILIES = {
-    "rtmdet-l-swin-b-100e-coco": ("bbox_mAP",),
-    "dino-swin-l-12e-coco": ("bbox_mAP",),
-    "atss-dyhead-swin-l-ms-2x-coco": ("bbox_mAP",),
-    "maskformer-swin-l-ms-300e-coco-panoptic": ("PQ", "SQ", "RQ"),
-    "mask2former-swin-t-lsj-50e-coco": ("bbox_mAP", "segm_mAP"),
-    "mask2former-swin-t-lsj-50e-coco-panoptic": ("PQ", "bbox_mAP", "segm_mAP"),
-    "mask2former-swin-t-90k-cityscapes-512x1024": ("mIoU",),
-    "knet-s3-swin-t-upernet-adamw-80k-ade20k-512x512": ("mIoU",),
-}
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(FAMILIES))
+@pytest.mark.parametrize("name", sorted(zoo.FAMILY_SMOKES))
 def test_each_family_trains_and_evaluates_its_smoke_run_on_cpu(name, tmp_path):
     result = _invoke(tmp_path, "run", name, "--smoke", "--executor", "local", "--wandb", "disabled", "--wait")
     assert result.exit_code == 0, result.output
     [record] = Ledger(tmp_path).list_runs()
     assert record.state == "COMPLETED" and record.smoke
-    for metric in FAMILIES[name]:
+    for metric in zoo.FAMILY_SMOKES[name]:
         assert 0.0 <= record.metrics[metric] <= 100.0, (metric, record.metrics)
     assert "swinctl.SwinTransformer" in (record.run_dir / "config.py").read_text()
