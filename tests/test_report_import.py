@@ -82,3 +82,14 @@ def test_panoptic_quality_is_read_in_percent_and_shown_for_panoptic_logs(fmt):
     assert results.task_metrics(set(logged)) == ("PQ",)
     assert results.task_metrics({"bbox_mAP", "segm_mAP"}) == ("bbox_mAP", "segm_mAP")
     assert results.task_metrics({"mIoU", "mAcc"}) == ("mIoU",)
+
+
+def test_a_zoo_panoptic_work_dir_finds_its_recipe_and_is_judged_on_pq(tmp_path):
+    # a real MMEngine log of a Mask2Former panoptic smoke run (iteration-based; PQ, box and mask mAP logged)
+    work = _copy("mmengine/panoptic_iter", tmp_path / "job")
+    (work / "mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py").write_text("work_dir = './x'\n")
+    assert recognize.recognize(work) == "mask2former-swin-t-lsj-50e-coco-panoptic"
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP", "PQ"]  # all three in the metafile
+    assert {ref.expected for r in row.results for ref in r.references} == {46.3, 43.4, 53.4}
+    assert results.read_work_dir(work).final_metrics()["PQ"] == 0.0  # found although no box/mask marker is first

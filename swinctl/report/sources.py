@@ -15,13 +15,14 @@ from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError
 
 def metrics_for(requested: list[str] | None, expectations, codebase: str | None,
                 logged: set[str] = frozenset()) -> list[str]:
-    """What a row shows: --metric, else the recipe's expected metrics, else those of the task its logs show
-    (box and mask mAP, PQ, mIoU), else the codebase's headline metric."""
+    """What a row shows: --metric, else the recipe's expected metrics (those its logs have, once they have any: a
+    single-scale run logs no mIoU_ms_flip), else those of the task its logs show (box and mask mAP, PQ, mIoU), else
+    the codebase's headline metric."""
     if requested:
         return list(requested)
     names = list(dict.fromkeys(e.metric for e in expectations))
     if names:
-        return names
+        return [n for n in names if n in logged] or names
     return list(results.task_metrics(logged)) or [results.PRIMARY_METRIC.get(codebase or "", "bbox_mAP")]
 
 
