@@ -209,9 +209,10 @@ def model_config(recipe: Recipe, base: Config) -> dict:
         model: dict[str, Any] = dict(backbone=backbone_config(recipe), **_rewire_channels(base, recipe))
         if base.model.get("pretrained"):  # mmseg's legacy field would hand the checkpoint to the backbone again
             model["pretrained"] = None
-        if recipe.model.num_classes:
-            raise RecipeError(f"recipe '{recipe.name}': model.num_classes is for the seed recipes' heads; a zoo "
-                              "recipe sets its head's classes as a config key (see `swinctl show --config`)")
+        for key in ("num_classes", "decode_channels"):
+            if getattr(recipe.model, key):
+                raise RecipeError(f"recipe '{recipe.name}': model.{key} is for the seed recipes' heads; a zoo "
+                                  "recipe sets its head as config keys (`swinctl show RECIPE --config` lists them)")
     else:
         channels = recipe.model.backbone.stage_channels()
         model = dict(backbone=backbone_config(recipe))

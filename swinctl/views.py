@@ -219,7 +219,8 @@ def run_name(run_id: str, short: str | None, smoke: bool, wide: bool) -> Text:
     return text
 
 
-STATUS_COLUMNS = (Col("run", wrap=True), Col("recipe", drop_empty=True), Col("state"),
+STATUS_COLUMNS = (Col("run", wrap=True), Col("recipe", wrap=True, fold=True, drop_empty=True, min_width=16),
+                  Col("state"),
                   Col("job", wrap=True, optional=3), Col("progress", wrap=True, min_width=11),
                   Col("eta", drop_empty=True, optional=1), Col("metrics", wrap=True, min_width=13),
                   Col("cost", wrap=True, drop_empty=True, optional=2),

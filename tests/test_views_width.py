@@ -60,6 +60,8 @@ def ledger_runs(tmp_path):
     runs.add(curve=det(0.410, 0.380), overrides=["optimizer.lr=5e-5"], sweep="lr")
     runs.add(smoke=True, gpus=0, elapsed_s=61.0)
     runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_iter", curve={"mIoU": [40.0, 44.6]})
+    # the longest name of the zoo
+    runs.add(recipe="mask2former-swin-l-in22k-384-lsj-100e-coco-panoptic", curve=det(0.52, 0.48))
     failed = runs.add(recipe="maskrcnn-swin-t-fp16", curve=det(0.421, 0.389), state="FAILED")
     runs.ledger.update(failed.id, error="CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.15 GiB total "
                        "capacity; /scratch/user/runs/maskrcnn-swin-t-fp16-20240101-000006-0006/work_dir)")

@@ -126,3 +126,11 @@ def test_each_family_trains_and_evaluates_its_smoke_run_on_cpu(name, tmp_path):
     for metric in zoo.FAMILY_SMOKES[name]:
         assert 0.0 <= record.metrics[metric] <= 100.0, (metric, record.metrics)
     assert "swinctl.SwinTransformer" in (record.run_dir / "config.py").read_text()
+
+
+def test_a_seed_only_head_field_on_a_zoo_recipe_is_refused_with_the_way_out(tmp_path):
+    result = _invoke(tmp_path, "run", "dino-swin-l-12e-coco", "--smoke", "--dry-run", "--set", "model.num_classes=3")
+    assert result.exit_code == 2
+    assert "model.num_classes is for the seed recipes' heads" in result.output and "--config" in result.output
+    wrong = _invoke(tmp_path, "run", "dino-swin-l-12e-coco", "--smoke", "--dry-run", "--set", "optimizer.lr=1e-4")
+    assert wrong.exit_code == 2 and "optim_wrapper.optimizer.lr" in wrong.output  # the config key it means
