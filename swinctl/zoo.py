@@ -73,14 +73,19 @@ class Family:
     smoke_config: dict[str, Any] = field(default_factory=dict)
 
 
-def _epochs(n: int, **extra: Any) -> dict[str, Any]:
-    return {"train_cfg.max_epochs": n, "train_cfg.val_interval": n, "default_hooks.checkpoint.interval": n,
+def _short(length: str, n: int, **extra: Any) -> dict[str, Any]:
+    """A smoke schedule: `n` epochs or iterations (`length` is the loop's max_epochs or max_iters), validated and
+    checkpointed once at the end, logged every 2 iterations, with the family's `extra` config keys."""
+    return {f"train_cfg.{length}": n, "train_cfg.val_interval": n, "default_hooks.checkpoint.interval": n,
             "default_hooks.logger.interval": 2, **extra}
+
+
+def _epochs(n: int, **extra: Any) -> dict[str, Any]:
+    return _short("max_epochs", n, **extra)
 
 
 def _iters(n: int, **extra: Any) -> dict[str, Any]:
-    return {"train_cfg.max_iters": n, "train_cfg.val_interval": n, "default_hooks.checkpoint.interval": n,
-            "default_hooks.logger.interval": 2, **extra}
+    return _short("max_iters", n, **extra)
 
 
 FAMILIES: dict[tuple[str, str], Family] = {
