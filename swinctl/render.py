@@ -121,8 +121,9 @@ def precision_config(recipe: Recipe, base: Config) -> dict:
     amp = (base.get("optim_wrapper") or {}).get("type") == "AmpOptimWrapper"
     if p.amp == amp and p.loss_scale is None:
         return {}
-    if not p.amp:
-        return dict(optim_wrapper=dict(type="OptimWrapper", loss_scale=None))
+    if not p.amp:  # the base's wrapper without AMP's own arguments, which OptimWrapper does not take
+        wrapper = {k: v for k, v in base.optim_wrapper.to_dict().items() if k not in ("loss_scale", "dtype")}
+        return dict(optim_wrapper=dict(wrapper, type="OptimWrapper", _delete_=True))
     patch: dict[str, Any] = dict(type="AmpOptimWrapper")
     if p.loss_scale is not None:
         patch["loss_scale"] = "dynamic" if p.loss_scale == "dynamic" else dict(init_scale=float(p.loss_scale))
@@ -308,6 +309,7 @@ def _resize_pipelines(cfg: Config, recipe: Recipe) -> None:
             for nested in step.get("transforms", []) if isinstance(step.get("transforms"), list) else []:
                 fix(nested if isinstance(nested, list) else [nested])
 
+    # train_pipeline, test_pipeline and variants such as RTMDet's train_pipeline_stage2
     for key in [k for k in cfg.keys() if k.endswith("pipeline") or k.startswith("train_pipeline")]:
         if isinstance(cfg[key], list):
             fix(cfg[key])

@@ -134,3 +134,22 @@ def test_a_seed_only_head_field_on_a_zoo_recipe_is_refused_with_the_way_out(tmp_
     assert "model.num_classes is for the seed recipes' heads" in result.output and "--config" in result.output
     wrong = _invoke(tmp_path, "run", "dino-swin-l-12e-coco", "--smoke", "--dry-run", "--set", "optimizer.lr=1e-4")
     assert wrong.exit_code == 2 and "optim_wrapper.optimizer.lr" in wrong.output  # the config key it means
+
+
+def test_precision_on_a_zoo_recipe_switches_the_reference_optimizer_wrapper_and_nothing_else():
+    from mmengine.optim import build_optim_wrapper
+
+    amp = recipes.load_recipe("maskrcnn-swin-t-amp-ms-crop-3x-coco")
+    ours = render.render(amp, render.RunContext(wandb="disabled")).optim_wrapper
+    assert ours.type == "AmpOptimWrapper"
+    fp32 = render.render(recipes.apply_recipe_overrides(amp, [("precision.amp", False)]),
+                         render.RunContext(wandb="disabled")).optim_wrapper
+    assert fp32.type == "OptimWrapper" and "loss_scale" not in fp32
+    assert {k: v for k, v in fp32.items() if k != "type"} == {k: v for k, v in ours.items()
+                                                               if k not in ("type", "loss_scale")}
+    build_optim_wrapper(torch.nn.Linear(2, 2), fp32.to_dict() if hasattr(fp32, "to_dict") else fp32)  # it builds
+    plain = recipes.load_recipe("mask2former-swin-t-lsj-50e-coco")
+    on = render.render(recipes.apply_recipe_overrides(plain, [("precision.amp", True), ("precision.loss_scale", 512)]),
+                       render.RunContext(wandb="disabled")).optim_wrapper
+    assert on.type == "AmpOptimWrapper" and on.loss_scale == {"init_scale": 512.0}
+    assert on.optimizer == render.render(plain, render.RunContext(wandb="disabled")).optim_wrapper.optimizer
