@@ -12,6 +12,7 @@ and optimizer stay the reference config's own.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import re
 import sys
@@ -161,7 +162,9 @@ def _version(codebase: str) -> str:
     return version(PACKAGES[codebase])
 
 
+@functools.cache
 def load_config(codebase: str, config: str):
+    """A reference config, parsed once per process (entries() and zoo_recipe() both read it; nothing mutates it)."""
     from mmengine.config import Config
 
     return Config.fromfile(str(_configs_root(codebase) / config))
