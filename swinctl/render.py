@@ -350,16 +350,38 @@ def render(recipe: Recipe, ctx: RunContext = RunContext(), config_overrides: lis
     imports = cfg.get("custom_imports", {}).get("imports", [])
     imports = [imports] if isinstance(imports, str) else list(imports)  # mmseg's Mask2Former names one module bare
     cfg.merge_from_dict(dict(
-        custom_imports=dict(imports=list(dict.fromkeys([*imports, "swinctl.models"])), allow_failed_imports=False),
-        auto_scale_lr=dict(enable=False, base_batch_size=16),
-    ))
+        custom_imports=dict(imports=list(dict.fromkeys([*imports, "swinctl.models"])), allow_failed_imports=False)))
+    if "auto_scale_lr" not in cfg:  # (mmseg's configs have none) disabled: the guard turns it on where it applies
+        cfg.merge_from_dict(dict(auto_scale_lr=dict(enable=False, base_batch_size=_published_batch(recipe))))
     if recipe.seed is not None:
         cfg.merge_from_dict(dict(randomness=dict(seed=recipe.seed)))
     if recipe.config:
         apply_config_overrides(cfg, list(recipe.config.items()), where="recipe's config section")
     if config_overrides:
         apply_config_overrides(cfg, list(config_overrides))
+    _rename_custom_keys(cfg)
     return cfg
+
+
+def _published_batch(recipe: Recipe) -> int:
+    r = recipe.resources
+    return r.gpus * recipe.data.batch_size if r.gpus else 16
+
+
+def _rename_custom_keys(cfg: Config) -> None:
+    """`paramwise_cfg.custom_keys` that name mmdet's Swin modules (`backbone.stages.0.blocks.1.norm`), renamed to
+    swinctl's (`backbone.layers.0.blocks.1.norm`) so they give the same tensors the same lr and decay (in place)."""
+    from swinctl.param_names import translate_custom_keys
+
+    keys = ((cfg.get("optim_wrapper") or {}).get("paramwise_cfg") or {}).get("custom_keys")
+    if not keys:
+        return
+    try:
+        renamed = translate_custom_keys(keys.to_dict() if hasattr(keys, "to_dict") else dict(keys))
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
+    if list(renamed) != list(keys):
+        cfg.optim_wrapper.paramwise_cfg.custom_keys = renamed
 
 
 def config_keys(cfg: Config | dict) -> list[str]:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import UserError
+from ..param_names import mmdet_to_official, official_to_mmdet
 from . import safe_load
 from .swin import relative_position_index
 
@@ -250,18 +251,6 @@ def _pos_embed_to_official(value: torch.Tensor, grid: tuple[int, int] | None) ->
     return value.transpose(1, 2).reshape(1, channels, *grid).contiguous()
 
 
-def _mmdet_key_to_official(key: str) -> str:
-    key = re.sub(r'^stages\.', 'layers.', key)
-    key = key.replace('patch_embed.projection.', 'patch_embed.proj.').replace('.attn.w_msa.', '.attn.')
-    return key.replace('.ffn.layers.0.0.', '.mlp.fc1.').replace('.ffn.layers.1.', '.mlp.fc2.')
-
-
-def _official_key_to_mmdet(key: str) -> str:
-    key = re.sub(r'^layers\.', 'stages.', key)
-    key = key.replace('patch_embed.proj.', 'patch_embed.projection.').replace('.attn.', '.attn.w_msa.')
-    return key.replace('.mlp.fc1.', '.ffn.layers.0.0.').replace('.mlp.fc2.', '.ffn.layers.1.')
-
-
 def _timm_key_to_official(key: str) -> str:
     key = re.sub(r'^layers_(\d+)\.', r'layers.\1.', key)
     return re.sub(r'^layers\.(\d+)\.downsample\.', lambda m: f'layers.{int(m.group(1)) - 1}.downsample.', key)
@@ -274,7 +263,7 @@ def to_official(
     converted, dropped = {}, []
     for source_key, value in backbone.items():
         if layout == 'mmdet':
-            key = _mmdet_key_to_official(source_key)
+            key = mmdet_to_official(source_key)
             if '.downsample.' in key:
                 value = _unfold_to_official_order(value)
         elif layout == 'timm':
@@ -303,11 +292,11 @@ def from_official(backbone: dict[str, torch.Tensor], layout: str) -> dict[str, t
                 value = _official_to_unfold_order(value)
             if key == 'absolute_pos_embed':
                 value = value.flatten(2).transpose(1, 2).contiguous()
-            converted[_official_key_to_mmdet(key)] = value
+            converted[official_to_mmdet(key)] = value
             if key.endswith('attn.relative_position_bias_table'):
                 # MMDet saves this derived buffer (persistent there); include it so strict loads succeed.
                 window_size = (math.isqrt(value.shape[0]) + 1) // 2
-                index_key = _official_key_to_mmdet(key).replace('_bias_table', '_index')
+                index_key = official_to_mmdet(key).replace('_bias_table', '_index')
                 converted[index_key] = relative_position_index(window_size)
         elif layout == 'timm':
             if re.match(r'norm\d+\.', key) or key == 'absolute_pos_embed':
