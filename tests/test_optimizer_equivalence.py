@@ -57,8 +57,8 @@ def _reference_name(name: str) -> str:
     return mmdet_to_official(name) if name.startswith("backbone.") else name
 
 
-@pytest.mark.parametrize("name", RECIPES)
-def test_every_parameter_gets_the_lr_and_weight_decay_of_the_reference(name):
+def _differences(name: str) -> dict[str, tuple]:
+    """{parameter: ((lr, wd, shape) ours, (lr, wd, shape) reference)} where the two optimizers disagree."""
     recipe = recipes.load_recipe(name)
     reference = reference_config(recipe)
     reference.model.backbone.pop("init_cfg", None)  # nothing is downloaded: the groups do not depend on weights
@@ -68,6 +68,31 @@ def test_every_parameter_gets_the_lr_and_weight_decay_of_the_reference(name):
     mine = _groups(ours, recipe.codebase)
     assert len(mine) == len(theirs), "parameter counts differ"
     assert sorted(mine) == sorted(theirs), "parameter names do not map one to one"
-    differ = {k: (mine[k], theirs[k]) for k in theirs if mine[k] != theirs[k]}  # (lr, wd, shape): ours, reference
+    return {k: (mine[k], theirs[k]) for k in theirs if mine[k] != theirs[k]}
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_every_parameter_gets_the_lr_and_weight_decay_of_the_reference(name):
+    differ = _differences(name)
     assert not differ, f"{len(differ)} parameters differ, e.g. " + "; ".join(
         f"{k}: {a} vs {b}" for k, (a, b) in list(differ.items())[:6])
+
+
+def test_the_check_catches_custom_keys_left_in_mmdets_names(monkeypatch):
+    # what rendering did before: the reference's `backbone.stages.{i}.blocks.{j}.norm` keys matched nothing in
+    # swinctl's backbone, so Swin-T's 54 block and downsample norm tensors fell through to `backbone` (decay 0.05)
+    monkeypatch.setattr(render, "_rename_custom_keys", lambda cfg: None)
+    differ = _differences("mask2former-swin-t-lsj-50e-coco")
+    assert len(differ) == 54
+    assert all(".norm" in k and ours[1] == 0.05 and theirs[1] == 0.0 for k, (ours, theirs) in differ.items())
+
+
+def test_a_key_named_both_ways_with_different_settings_is_refused():
+    from swinctl.param_names import translate_custom_keys
+
+    same = {"backbone.stages.0.blocks.0.norm": {"decay_mult": 0.0},
+            "backbone.layers.0.blocks.0.norm": {"decay_mult": 0.0}}
+    assert translate_custom_keys(same) == {"backbone.layers.0.blocks.0.norm": {"decay_mult": 0.0}}
+    with pytest.raises(ValueError, match="'backbone.layers.0.blocks.0.norm' in swinctl's backbone"):
+        translate_custom_keys({"backbone.layers.0.blocks.0.norm": {"decay_mult": 1.0},
+                               "backbone.stages.0.blocks.0.norm": {"decay_mult": 0.0}})
