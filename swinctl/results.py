@@ -277,9 +277,13 @@ def _partial_tail(data: bytes, log: RunLog, path: Path) -> bytes:
         return data
     cut = data.rfind(b"\n") + 1
     if _loads(data[cut:]) is None:
-        log.note(TRUNCATED, f"{path.name}: partial last line ignored (the file was cut off while being written)")
+        _note_cut(log, path)
         return data[:cut]
     return data
+
+
+def _note_cut(log: RunLog, path: Path) -> None:
+    log.note(TRUNCATED, f"{path.name}: partial last line ignored (the file was cut off while being written)")
 
 
 def _float(value: object) -> float | None:
@@ -607,7 +611,7 @@ def _read_text(log: RunLog, paths: list[Path], with_train: bool, ipe: int | None
         converted = textlog.to_records(data)
         gen = converted.generation
         if converted.cut:
-            log.note(TRUNCATED, f"{path.name}: partial last line ignored (the file was cut off while being written)")
+            _note_cut(log, path)
         scan = _scan_mmengine if gen == "mmengine" else _scan_mmcv1
         segments.append(scan(converted.records, log, path, with_train, ipe))
         test = normalise_metrics(converted.test, gen)
@@ -777,14 +781,15 @@ def detect_format(work_dir: Path | str) -> str:
     if _mmcv1_files(work_dir):
         return "mmcv1"
     texts = textlog.find(work_dir)
-    return textlog.generation(_read(texts[-1]) or b"") if texts else "none"
+    return textlog.generation(textlog.read_head(texts[-1])) if texts else "none"
 
 
 def read_work_dir(path: Path | str, *, train: bool = True) -> RunLog:
     """Everything the logs of one work dir say: training history, validations, test metrics, progress, problems.
 
-    Works on any MMEngine or MMCV 1.x work dir, not only swinctl's. With ``train=False`` the training lines are not
-    parsed (``RunLog.train`` stays empty), which is what a report over many runs wants: validations and progress only.
+    Works on any MMEngine or MMCV 1.x work dir, not only swinctl's, from its JSON logs or else its text logs. With
+    ``train=False`` the training lines are not parsed (``RunLog.train`` stays empty), which is what a report over many
+    runs wants: validations and progress only.
     Never raises; an unreadable or empty work dir gives the flag :data:`NO_LOGS`.
     """
     work_dir = Path(path)

@@ -79,11 +79,12 @@ def find(work_dir: Path) -> list[Path]:
     except OSError:
         return []
     stamped = [n for n in names if _TIMESTAMP.fullmatch(n.removesuffix(".log"))]
-    named = [n for n in names if n not in stamped and is_text_log(_head(work_dir / n))]
+    named = [n for n in names if n not in stamped and is_text_log(read_head(work_dir / n))]
     return [work_dir / n for n in named + stamped]
 
 
-def _head(path: Path) -> bytes:
+def read_head(path: Path) -> bytes:
+    """The first bytes of a file, enough to tell whether and which text log it is (b'' when it cannot be read)."""
     try:
         with open(path, "rb") as fh:
             return fh.read(SNIFF_BYTES)

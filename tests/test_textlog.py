@@ -170,6 +170,18 @@ def test_which_logs_a_work_dir_is_read_from(tmp_path):
     assert results.read_progress(tmp_path).iter == 309
 
 
+@pytest.mark.parametrize(("fixture", "generation", "last_miou"), [(MMSEG0, "mmcv1", 90.32),
+                                                                   (MMSEG1, "mmengine", 87.39)])
+def test_a_log_without_logger_prefixes_is_told_by_its_loop_lines(fixture, generation, last_miou, tmp_path):
+    """Lines kept with `sed 's/.* - INFO - //'`: MMEngine's loops print `(train)` and `[i/len]` validations."""
+    [source] = fixture.glob("*.log")
+    lines = source.read_bytes().splitlines(keepends=True)
+    (tmp_path / source.name).write_bytes(b"".join(line.partition(b" - INFO - ")[2] or line for line in lines))
+    assert b" - INFO - " not in (tmp_path / source.name).read_bytes()
+    assert results.detect_format(tmp_path) == generation
+    assert results.read_work_dir(tmp_path).val[-1].metrics["mIoU"] == last_miou
+
+
 def test_a_json_log_beside_a_text_log_is_the_one_read(tmp_path):
     """mmcv 1.x: `<ts>.log.json` wins over `<ts>.log`; MMEngine: `vis_data/scalars.json` over `<ts>/<ts>.log`. (The
     text logs here are real logs of other runs, so reading them would show other numbers.)"""
