@@ -429,7 +429,8 @@ def report(
     last: Annotated[bool, typer.Option("--last", help="Each run's last validation (the default).")] = False,
     diff: Annotated[bool, typer.Option("--diff", help="Show only the overrides that vary.")] = False,
     import_dirs: Annotated[list[Path] | None, typer.Option("--import", help="Also read work dirs swinctl did not "
-                                                              "create (MMEngine or MMCV 1.x logs).")] = None,
+                                                              "create (MMEngine or MMCV 1.x logs, JSON or "
+                                                              "text).")] = None,
     source: Annotated[str, typer.Option("--source", help="local logs, or wandb (a W&B project).")] = "local",
     plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,

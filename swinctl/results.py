@@ -12,6 +12,10 @@ Two generations of OpenMMLab logs are understood:
   ``mode: train`` lines (``iter`` counts inside the epoch for epoch-based runners) and ``mode: val`` lines whose
   ``iter`` is the length of the validation loop; plus the text log ``<work_dir>/<ts>.log``.
 
+A work dir (or MMEngine timestamp dir) without a JSON log is read from its text log instead (:mod:`swinctl.textlog`
+rewrites it into the JSON records above, so both give the same validations, iterations and units); where both exist
+the JSON log is read and the text log gives progress only.
+
 Every metric comes out in percent points under a canonical name (:data:`CANONICAL_METRICS`): COCO metrics are
 fractions in both generations, MMSeg 0.x metrics are fractions and MMSeg 1.x metrics already percent, so the scale
 depends on the format and the name only, never on the value. The iteration/epoch a validation belongs to is taken
@@ -35,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from swinctl import textlog
+
 # ---------------------------------------------------------------------------------------------- metrics
 
 COCO_METRICS = tuple(f"{task}_mAP{suffix}" for task in ("bbox", "segm")
@@ -49,13 +55,13 @@ TASK_METRICS = (("PQ", ("PQ",)), ("segm_mAP", ("bbox_mAP", "segm_mAP")), ("bbox_
                 ("mIoU", ("mIoU",)))
 
 # Flags a RunLog may carry (the matching `problems` entry says why).
-NO_LOGS = "no_logs"  # no log file of a known format in the work dir
+NO_LOGS = "no_logs"  # no log file of a known format (JSON or text) in the work dir
 NO_METRICS = "no_metrics"  # no validation or test metrics (yet)
 NO_TRAIN = "no_train"  # metrics but no training lines (a val/test-only run or a lost train log)
-TRUNCATED = "truncated"  # a partial last line or lines that are not JSON
+TRUNCATED = "truncated"  # a partial last line, or JSON lines that do not parse
 INCOMPLETE = "incomplete"  # the logs stop before the schedule's end (still running, or killed)
 DIVERGED = "diverged"  # the last validation logged NaN or Infinity for a metric
-UNREADABLE = "unreadable"  # a log file that is binary or damaged throughout (no line is JSON)
+UNREADABLE = "unreadable"  # a log file that is binary or damaged throughout (no line is JSON or a log line)
 
 _COCO = frozenset(COCO_METRICS)
 _SEG = frozenset(SEG_METRICS)
@@ -271,9 +277,13 @@ def _partial_tail(data: bytes, log: RunLog, path: Path) -> bytes:
         return data
     cut = data.rfind(b"\n") + 1
     if _loads(data[cut:]) is None:
-        log.note(TRUNCATED, f"{path.name}: partial last line ignored (the file was cut off while being written)")
+        _note_cut(log, path)
         return data[:cut]
     return data
+
+
+def _note_cut(log: RunLog, path: Path) -> None:
+    log.note(TRUNCATED, f"{path.name}: partial last line ignored (the file was cut off while being written)")
 
 
 def _float(value: object) -> float | None:
@@ -418,6 +428,8 @@ def _read_mmengine(log: RunLog, dirs: list[Path], with_train: bool, ipe: int | N
             log.files.append(scalars)
             if not _unreadable(data, log, scalars):
                 segments.append(_scan_mmengine(data, log, scalars, with_train, ipe))
+        else:  # a run whose JSON log is gone (or never written): its text log
+            _read_text(log, [ts_dir / f"{ts_dir.name}.log"], with_train, ipe, segments)
         test_file = ts_dir / f"{ts_dir.name}.json"
         test_data = _read(test_file)
         if test_data is not None:
@@ -580,14 +592,39 @@ def _estimate_ipe(data: bytes, start: int) -> int | None:
     return max(complete) if complete else (max(last.values()) if last else None)
 
 
+# ---------------------------------------------------------------------------------------------- text logs
+
+
+def _read_text(log: RunLog, paths: list[Path], with_train: bool, ipe: int | None,
+               segments: list[_Segment]) -> str | None:
+    """Append the segments of text logs (read through the JSON scanner of their generation); returns the generation
+    of the last one read."""
+    gen = None
+    for path in paths:
+        data = _read(path)
+        if data is None:
+            continue
+        log.files.append(path)
+        if data.strip() and not textlog.is_text_log(data[:textlog.SNIFF_BYTES]):
+            log.note(UNREADABLE, f"{path}: binary or damaged throughout, not a log (no line is a log line); skipped")
+            continue
+        converted = textlog.to_records(data)
+        gen = converted.generation
+        if converted.cut:
+            _note_cut(log, path)
+        scan = _scan_mmengine if gen == "mmengine" else _scan_mmcv1
+        segments.append(scan(converted.records, log, path, with_train, ipe))
+        test = normalise_metrics(converted.test, gen)
+        if test:
+            log.test_metrics = test
+    return gen
+
+
 # ---------------------------------------------------------------------------------------------- progress
 
 # mmengine: `Epoch(train)  [1][ 50/7330]`, `Epoch(val) [1][ 50/625]`, `Epoch(test) [50/625]`, `Iter(train) [50/160000]`
 # mmcv 1.x: `Epoch [1][50/7330]` (or `Epoch(train) [1][50/7330]`), `Iter [50/160000]`, `Epoch(val) [1][625]`
-_PROGRESS_LINE = re.compile(
-    rb"(?P<kind>Epoch|Iter)(?:\((?P<phase>train|val|test)\))?\s*"
-    rb"(?:\[\s*(?P<epoch>\d+)\])?\[\s*(?P<cur>\d+)(?:/(?P<len>\d+))?\]"
-)
+_PROGRESS_LINE = textlog.LOOP_HEADER
 _ETA = re.compile(rb"eta: (?:(\d+) days?, )?(\d+):(\d\d):(\d\d)")
 _LENGTH_VALUE = re.compile(rb"\s*=\s*(\d+)")
 _TRAIN_LOOP_EPOCHS = re.compile(rb"(?m)^train_cfg = dict\((?:[^()]|\([^()]*\))*?\bmax_epochs=(\d+)")
@@ -606,11 +643,12 @@ def _newest_text_log(work_dir: Path, dirs: list[Path]) -> tuple[Path, str] | Non
         names = {e.name for e in os.scandir(work_dir) if e.name.endswith(".log") and e.is_file()}
     except OSError:
         return None
-    # mmcv 1.x: `<ts>.log` beside `<ts>.log.json` (released logs share a name), else the newest `<ts>.log`
+    # mmcv 1.x: `<ts>.log` beside `<ts>.log.json` (released logs share a name), else the newest text log
     paired = sorted(n for n in names if (work_dir / f"{n}.json").is_file())
-    stamped = sorted(n for n in names if _TS_DIR.fullmatch(n.removesuffix(".log")))
-    chosen = paired or stamped
-    return (work_dir / chosen[-1], "mmcv1") if chosen else None
+    if paired:
+        return work_dir / paired[-1], "mmcv1"
+    found = textlog.find(work_dir) if names else []
+    return (found[-1], "mmcv1") if found else None
 
 
 def read_progress(work_dir: Path | str) -> Progress | None:
@@ -653,7 +691,7 @@ def _progress(work_dir: Path, dirs: list[Path]) -> Progress | None:
 
 def _progress_from_tail(tail: bytes, whole: bool, final: bool) -> Progress | None:
     """Progress from the newest train lines of a log tail; with `final`, an eval-only tail gives the eval's progress."""
-    lines = tail.split(b"\n")
+    lines = tail.split(b"\n")[:-1]  # the last one is empty, or partial (being written, or cut off)
     if not whole:
         lines = lines[1:]  # the first one is cut
     phase = None
@@ -735,34 +773,44 @@ def _max_epochs(text_log: Path, fmt: str) -> int | None:
 
 
 def detect_format(work_dir: Path | str) -> str:
-    """'mmengine' (timestamp dirs), 'mmcv1' (`*.log.json` files) or 'none'."""
+    """'mmengine' (timestamp dirs), 'mmcv1' (`*.log.json` files), the generation of its newest text log when it has
+    only text logs (`*.log`), or 'none'."""
     work_dir = Path(work_dir)
     if _mmengine_dirs(work_dir):
         return "mmengine"
-    return "mmcv1" if _mmcv1_files(work_dir) else "none"
+    if _mmcv1_files(work_dir):
+        return "mmcv1"
+    texts = textlog.find(work_dir)
+    return textlog.generation(textlog.read_head(texts[-1])) if texts else "none"
 
 
 def read_work_dir(path: Path | str, *, train: bool = True) -> RunLog:
     """Everything the logs of one work dir say: training history, validations, test metrics, progress, problems.
 
-    Works on any MMEngine or MMCV 1.x work dir, not only swinctl's. With ``train=False`` the training lines are not
-    parsed (``RunLog.train`` stays empty), which is what a report over many runs wants: validations and progress only.
+    Works on any MMEngine or MMCV 1.x work dir, not only swinctl's, from its JSON logs or else its text logs. With
+    ``train=False`` the training lines are not parsed (``RunLog.train`` stays empty), which is what a report over many
+    runs wants: validations and progress only.
     Never raises; an unreadable or empty work dir gives the flag :data:`NO_LOGS`.
     """
     work_dir = Path(path)
     dirs = _mmengine_dirs(work_dir)
     files = [] if dirs else _mmcv1_files(work_dir)
+    texts = [] if dirs or files else textlog.find(work_dir)
     fmt = "mmengine" if dirs else "mmcv1" if files else "none"
     log = RunLog(work_dir=work_dir, format=fmt)
-    progress = _progress(work_dir, dirs) if fmt != "none" else None
+    progress = _progress(work_dir, dirs) if dirs or files or texts else None
     ipe = progress.iters_per_epoch if progress else None
     if fmt == "mmengine":
         _read_mmengine(log, dirs, train, ipe)
     elif fmt == "mmcv1":
         _read_mmcv1(log, files, train, ipe)
+    elif texts:
+        segments: list[_Segment] = []
+        log.format = _read_text(log, texts, train, ipe, segments) or "none"
+        _merge(log, segments)
     if not log.files and progress is None:
-        where = "does not exist" if not work_dir.is_dir() else "has no MMEngine (<timestamp>/vis_data/scalars.json) " \
-                                                               "or MMCV 1.x (<timestamp>.log.json) logs"
+        where = "does not exist" if not work_dir.is_dir() else "has no MMEngine (<timestamp>/vis_data/scalars.json), " \
+                                                               "MMCV 1.x (<timestamp>.log.json) or text (*.log) logs"
         log.note(NO_LOGS, f"work dir {work_dir} {where}")
         return log
     log.progress = progress or log.progress  # the text log knows totals and ETA; else the last train line

@@ -93,3 +93,48 @@ def test_a_zoo_panoptic_work_dir_finds_its_recipe_and_is_judged_on_pq(tmp_path):
     assert [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP", "PQ"]  # all three in the metafile
     assert {ref.expected for r in row.results for ref in r.references} == {46.3, 43.4, 53.4}
     assert results.read_work_dir(work).final_metrics()["PQ"] == 0.0  # found although no box/mask marker is first
+
+
+# ---------------------------------------------------------------------------------------------- text logs only
+
+def test_report_import_reads_a_work_dir_that_kept_only_its_text_log(tmp_path, cli, runs_root):
+    """An MMDet 2.x Mask R-CNN run (10 epochs, box/mask mAP 0.7773/0.7957 at the end) and an MMSeg 1.x one (mIoU
+    87.3900 at iteration 800), through the CLI."""
+    det = _copy("text/maskrcnn_balloon_mmdet2", tmp_path / "balloon")
+    seg = _copy("text/pspnet_glomeruli_mmseg1", tmp_path / "glomeruli")
+    result = cli("report", "--import", det, "--import", seg, "--format", "json")
+    assert result.exit_code == 0, result.output
+    runs = {run["id"]: run for run in json.loads(result.stdout)["runs"]}
+    assert set(runs) == {"import:balloon", "import:glomeruli"}
+    balloon, glomeruli = runs["import:balloon"], runs["import:glomeruli"]
+    assert (balloon["state"], balloon["log_format"], balloon["codebase"]) == ("IMPORTED", "mmcv1", "mmdet")
+    assert [(r["metric"], r["value"], r["at"]) for r in balloon["results"]] == [
+        ("bbox_mAP", 77.73, {"iter": 310, "epoch": 10}), ("segm_mAP", 79.57, {"iter": 310, "epoch": 10})]
+    assert balloon["progress"]["iter"] == 309 and balloon["progress"]["total"] == 310 and balloon["flags"] == []
+    assert (glomeruli["log_format"], glomeruli["codebase"]) == ("mmengine", "mmseg")
+    assert [(r["metric"], r["value"]) for r in glomeruli["results"]] == [("mIoU", 87.39)]
+    table = " ".join(cli("report", "--import", det).stdout.split())
+    assert "import:balloon IMPORTED bbox_mAP 77.73" in table and "segm_mAP 79.57" in table
+
+
+def test_a_folder_of_text_only_work_dirs_imports_each(tmp_path):
+    parent = tmp_path / "work_dirs"
+    for name in ("text/maskrcnn_balloon_mmdet2", "text/pspnet_glomeruli_mmseg0", "text/rtmdet_drink_mmdet3"):
+        _copy(name, parent / Path(name).name)
+    rows = _rows(parent, tmp_path=tmp_path)
+    assert {i: [r.value for r in row.results] for i, row in rows.items()} == {
+        "import:maskrcnn_balloon_mmdet2": [77.73, 79.57], "import:pspnet_glomeruli_mmseg0": [90.32],
+        "import:rtmdet_drink_mmdet3": [93.1]}
+
+
+def test_the_experiment_name_a_text_log_prints_finds_the_recipe(tmp_path):
+    """MMCV 1.x prints `Exp name: <config file>` after each epoch; nothing else in a text-only work dir may name it."""
+    work = _copy("text/maskrcnn_balloon_mmdet2", tmp_path / "run-3")
+    assert recognize.recognize(work) is None  # trained from `balloon.py` into './work_dirs/balloon'
+    [log] = work.glob("*.log")
+    renamed = log.read_bytes().replace(b"Exp name: balloon.py", b"Exp name: mask_rcnn_swin-t-p4-w7_fpn_1x_coco.py")
+    log.write_bytes(renamed)
+    assert recognize.recognize(work) == "maskrcnn-swin-t"
+    [row] = _rows(work, tmp_path=tmp_path).values()
+    assert row.recipe == "maskrcnn-swin-t" and [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP"]
+    assert {ref.expected for r in row.results for ref in r.references} >= {42.6, 39.5}

@@ -3,10 +3,10 @@
 `mim train mmdet configs/swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py` leaves the config's name in the work dir
 three ways: the dumped config (`<work_dir>/<name>.py`), the default work dir (`work_dirs/<name>`), and the
 `work_dir = '...'` line inside the dumped config (MMEngine's `vis_data/config.py`; the `config` text and
-`exp_name` of an MMCV 1.x `.log.json` header). Each recipe names its reference config (`reference_config:`), so
-that name finds the recipe and its published numbers. Names are compared with `_` and `-` alike, which also
-matches MMDetection 2.x names (`mask_rcnn_swin-t-...`) to their 3.x configs. Nothing here runs the config: it is
-read as text.
+`exp_name` of an MMCV 1.x `.log.json` header; the config and `Exp name:` a text log prints where there is no JSON
+log). Each recipe names its reference config (`reference_config:`), so that name finds the recipe and its
+published numbers. Names are compared with `_` and `-` alike, which also matches MMDetection 2.x names
+(`mask_rcnn_swin-t-...`) to their 3.x configs. Nothing here runs the config: it is read as text.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
+
+from swinctl import textlog
 
 _TIMESTAMP = re.compile(r"\d{8}_\d{6}")
 _WORK_DIR_LINE = re.compile(r"""^work_dir\s*=\s*['"]([^'"\n]+)['"]""", re.M)
@@ -49,14 +51,16 @@ def _index() -> dict[str, list[tuple[str, bool]]]:
 
 
 def _texts(work_dir: Path) -> list[str]:
-    """The config texts a work dir keeps: MMEngine's dumps, or the header of MMCV 1.x JSON logs."""
+    """The config texts a work dir keeps: MMEngine's dumps, the header of MMCV 1.x JSON logs, or what its text logs
+    printed (where it has no JSON log)."""
     texts = []
     for path in [*sorted(work_dir.glob("*.py")), *sorted(work_dir.glob("*/vis_data/config.py"))]:
         try:
             texts.append(path.read_text(errors="replace")[:_HEADER_BYTES])
         except OSError:
             continue
-    for path in sorted(work_dir.glob("*.log.json")):
+    json_logs = sorted(work_dir.glob("*.log.json"))
+    for path in json_logs:
         try:
             with path.open(errors="replace") as stream:
                 header = json.loads(stream.readline(_HEADER_BYTES) or "{}")
@@ -66,6 +70,17 @@ def _texts(work_dir: Path) -> list[str]:
             texts.append(str(header.get("config", "")))
             if header.get("exp_name"):
                 texts.append(f"work_dir = '{header['exp_name']}'")
+    if not json_logs:
+        for path in textlog.find(work_dir):
+            try:
+                with path.open("rb") as stream:
+                    head = stream.read(_HEADER_BYTES)
+            except OSError:
+                continue
+            texts.append(textlog.config_text(head))
+            name = textlog.experiment_name(head)
+            if name:
+                texts.append(f"work_dir = '{name}'")
     return texts
 
 

@@ -147,7 +147,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
 
 def row_from_import(path: Path, expectation: Expected | None, recipe: str | None,
                     metrics: list[str] | None, pick: str) -> RunRow:
-    """A work dir trained elsewhere (any MMEngine or MMCV 1.x work dir); its state is 'IMPORTED'."""
+    """A work dir trained elsewhere (any MMEngine or MMCV 1.x work dir, JSON or text logs); its state is 'IMPORTED'."""
     log = results.read_work_dir(path, train=False)
     last, best, last_at = from_log(log, _all_metric_names(metrics, expectation))
     name = path.parent.name if path.name == "work_dir" else path.name  # a swinctl run dir: name it after the run
@@ -171,7 +171,8 @@ def import_targets(path: Path) -> list[Path]:
     if not found and (path / "work_dir").is_dir():
         found = [path / "work_dir"]
     if not found:
-        raise ReportError(f"--import {path}: no MMEngine or MMCV 1.x logs in it or in its sub-directories")
+        raise ReportError(f"--import {path}: no MMEngine or MMCV 1.x logs (JSON or text) in it or in its "
+                          "sub-directories")
     return found
 
 
