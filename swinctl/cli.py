@@ -92,11 +92,15 @@ def run(
     partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
     time_limit: Annotated[str | None, typer.Option("--time", help="Time limit (SLURM format).")] = None,
     no_scale_lr: NoScaleLr = False,
+    test_after: Annotated[str | None, typer.Option(
+        "--test-after", metavar="last|best", help="When training completes, evaluate its last checkpoint (or "
+        "the best by validation) on the test split: a SLURM job that depends on training (afterok), or a local "
+        "job that waits for it. status shows both as one run; report judges the test's result.")] = None,
 ) -> None:
     """Train RECIPE: render its config, record the run, submit it (locally or to SLURM)."""
     overrides = list(set_ or []) + _resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit)
     _submit(recipe, overrides, smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="train", scale_lr=not no_scale_lr)
+            wandb=wandb, kind="train", scale_lr=not no_scale_lr, test_after=test_after)
 
 
 @app.command()
@@ -118,13 +122,18 @@ def test(
 
 
 def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
-            scale_lr=True) -> None:
+            scale_lr=True, test_after=None) -> None:
     with _Guard():
-        from swinctl import runs
+        from swinctl import backends, runs
+        from swinctl.errors import UserError
         from swinctl.guard import show
 
-        prepared = runs.prepare(recipe, overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root,
-                                kind=kind, checkpoint=checkpoint, scale_lr=scale_lr)
+        options = dict(overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr)
+        follow_up = None
+        if test_after is None:
+            prepared = runs.prepare(recipe, kind=kind, checkpoint=checkpoint, **options)
+        else:
+            prepared, follow_up = runs.prepare_with_test(recipe, test_after, **options)
         if dry_run:
             from rich.syntax import Syntax
 
@@ -132,8 +141,6 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
             console.print(Syntax(prepared.config_text, "python", theme="ansi_dark", word_wrap=True))
             console.rule("command")
             console.print(" ".join(prepared.command()), highlight=False, soft_wrap=True)
-            from swinctl import backends
-
             spec = prepared.spec
             script = backends.get(spec.executor).preview([spec], job_name=f"swinctl:{spec.run_id}",
                                                          folder=spec.submitit_dir, parallel=1)
@@ -141,17 +148,37 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
                 console.rule("submission script")
                 console.print(script, highlight=False, soft_wrap=True)
             console.print(f"executor: {spec.executor}   signature: {prepared.signature}")
+            if follow_up is not None:
+                test = runs.after_job(follow_up, "TRAIN_JOB_ID").spec
+                console.rule(f"then: test of the {test_after} checkpoint ({follow_up.run_id})")
+                script = backends.get(test.executor).preview([test], job_name=f"swinctl:{test.run_id}",
+                                                             folder=test.submitit_dir, parallel=1)
+                console.print(script or "a local job that waits for training to complete", highlight=False,
+                              soft_wrap=True)
             console.print(show.deviations(prepared.deviations))
             return
         console.print(show.deviations(prepared.deviations))
         record, submitted = runs.launch(prepared)
-        from swinctl import backends
-
         smoke_note = " [yellow](smoke)[/]" if smoke else ""
         what = backends.get(record.executor).describe(submitted, 1)
-        console.print(f"[green]submitted[/] {record.id}{smoke_note} [dim]{what}, run dir {record.run_dir}[/]")
+        console.print(f"[green]submitted[/] {record.id}{smoke_note} [dim]{what}, run dir {record.run_dir}[/]",
+                      soft_wrap=True)
+        test_id = None
+        if follow_up is not None:
+            job_id = submitted.run_job_ids.get(record.id) or submitted.job_id
+            try:
+                test_record, test_submitted = runs.launch(runs.after_job(follow_up, job_id))
+            except UserError as exc:  # training is submitted and goes on: say how to test it by hand
+                fail(f"training {record.id} is submitted, its --test-after test is not: {exc}; when it ends, "
+                     f"run `swinctl test {recipe} --checkpoint {record.work_dir}/<checkpoint>.pth`", code=1)
+            test_id = test_record.id
+            what = backends.get(test_record.executor).describe(test_submitted, 1)
+            console.print(f"[green]then test[/] {test_id} [dim]{what}: the {test_after} checkpoint, once training "
+                          "completes[/]", soft_wrap=True)
         if wait:
             _follow(record.id, prepared.spec.runs_root)
+            if test_id is not None:
+                _follow(test_id, prepared.spec.runs_root)
 
 
 def stopped_watching(what: str, selector: str) -> None:

@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -83,6 +83,17 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class After:
+    """A test that evaluates a training run's checkpoint once that run has ended (`run --test-after`)."""
+
+    run_dir: Path  # the training run's
+    work_dir: Path
+    pick: Literal["last", "best"]  # its last checkpoint, or the best one by validation (CheckpointHook save_best)
+    job_id: str | None = None  # the training job (SLURM submits the test with --dependency=afterok:<job_id>)
+    poll_s: float = 2.0
+
+
+@dataclass(frozen=True)
 class JobSpec:
     run_id: str
     kind: Literal["train", "test"]
@@ -96,6 +107,8 @@ class JobSpec:
     launcher: str = "none"  # MMEngine's --launcher, chosen by the backend
     sigterm_requeues: bool = False  # the backend's SIGTERM means "preempted, back soon"
     checkpoint: Path | None = None  # test jobs: the weights to evaluate
+    after: After | None = None  # test jobs: or the checkpoint a training run leaves (`checkpoint` is found then)
+    save_best: bool = False  # training keeps its best checkpoint too (a `--test-after best` follows it)
     env: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -154,6 +167,8 @@ def write_job_config(spec: JobSpec) -> Path:
     if not any(h.get("type") == "swinctl.SignalCheckpointHook" for h in hooks):
         hooks.append(dict(type="swinctl.SignalCheckpointHook"))
     cfg.custom_hooks = hooks
+    if spec.save_best:  # MMEngine picks the evaluator's first metric and its direction
+        cfg.merge_from_dict(dict(default_hooks=dict(checkpoint=dict(save_best="auto"))))
     loop = dict(cfg.get("train_cfg") or {})
     kind = loop.get("type") or ("EpochBasedTrainLoop" if loop.get("by_epoch", True) else "IterBasedTrainLoop")
     if kind in _EXACT_LOOPS:
@@ -187,6 +202,37 @@ def _saved(work_dir: Path) -> str:
     if at_signal and at_signal == last:
         return f"checkpoint {last} saved at the signal"
     return f"training did not stop in time; resumes from {last}"
+
+
+class NothingToTest(Exception):
+    """A `--test-after` test whose training run did not complete, or left no such checkpoint."""
+
+
+def wait_for_training(after: After) -> Path:
+    """Block until the training run `after` names has ended (SLURM only starts the test then; a local test job
+    waits here), then the checkpoint to evaluate; NothingToTest when training did not complete or saved none."""
+    while True:
+        state = jobstate.read_state(after.run_dir)
+        if state is not None and state.state in jobstate.FINAL_STATES:
+            break
+        if jobstate.cancel_requested(after.run_dir):
+            raise NothingToTest(f"not run: training run {after.run_dir.name} was cancelled")
+        time.sleep(after.poll_s)
+    if state.state != "COMPLETED":
+        raise NothingToTest(f"not run: training run {after.run_dir.name} ended {state.state}")
+    if after.pick == "best":
+        best = sorted(after.work_dir.glob("best_*.pth"), key=lambda p: p.stat().st_mtime)
+        if not best:
+            raise NothingToTest(f"not run: training run {after.run_dir.name} saved no best_*.pth in "
+                                f"{after.work_dir}")
+        return best[-1]
+    try:
+        last = Path((after.work_dir / "last_checkpoint").read_text().strip())
+    except OSError:
+        last = None
+    if last is None or not last.is_file():
+        raise NothingToTest(f"not run: training run {after.run_dir.name} left no last checkpoint in {after.work_dir}")
+    return last
 
 
 def _die_with_parent() -> None:
@@ -241,6 +287,14 @@ class CodebaseJob(submitit.helpers.Checkpointable):
         elif spec.launcher == "slurm":
             env["MASTER_PORT"] = str(_master_port(job_env.job_id))
         resume = resume or (spec.kind == "train" and _has_checkpoint(spec.work_dir))
+        if spec.after is not None:
+            try:
+                spec = self.spec = replace(spec, checkpoint=wait_for_training(spec.after))
+            except NothingToTest as exc:
+                if rank == 0:
+                    jobstate.update_state(spec.run_dir, state="CANCELLED", finished_at=time.time(), error=str(exc))
+                    jobstate.add_event(spec.run_dir, "cancelled", str(exc))
+                return {}
         if rank == 0:
             previous = jobstate.read_state(spec.run_dir)
             restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
@@ -253,6 +307,9 @@ class CodebaseJob(submitit.helpers.Checkpointable):
                                   started_at=(previous and previous.started_at) or time.time(),
                                   host=socket.gethostname())
             jobstate.add_event(spec.run_dir, "running", f"job {job_env.job_id} on {socket.gethostname()}")
+            if spec.after is not None:
+                jobstate.add_event(spec.run_dir, "test", f"the {spec.after.pick} checkpoint of "
+                                                         f"{spec.after.run_dir.name}: {spec.checkpoint}")
             if resume:
                 jobstate.add_event(spec.run_dir, "resume", f"from {_last_checkpoint(spec.work_dir)}")
         if spec.kind == "train":

@@ -22,6 +22,9 @@ from pathlib import Path
 STATE_FILE = "job_state.json"
 EVENTS_FILE = "job_events.jsonl"
 CANCEL_FILE = "cancel_requested"
+# Run states as SLURM names them; every backend maps onto them, and jobs and the ledger both use these.
+ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED")
+FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 # The training process exits with this code when it stopped at a scheduler's signal after saving a checkpoint:
 # EX_TEMPFAIL, "try again later", which is what a requeue is.
 EXIT_CHECKPOINTED = 75

@@ -19,13 +19,12 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from swinctl.errors import UserError
+from swinctl.jobstate import ACTIVE_STATES, FINAL_STATES  # noqa: F401  (the ledger's state names, re-exported)
 
 LEDGER_FILE = "ledger.sqlite"
-SCHEMA_VERSION = 2  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping, deviations
+SCHEMA_VERSION = 3  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping, deviations;
+# 3: + runs.follows (a test that evaluates a training run's checkpoint when it ends)
 
-# Scheduler states as SLURM names them; every backend maps onto the same names.
-ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED")
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
 
 _TABLES = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -53,7 +52,8 @@ CREATE TABLE IF NOT EXISTS runs (
     error TEXT,
     submission TEXT,
     events_folded INTEGER NOT NULL DEFAULT 0,
-    deviations TEXT NOT NULL DEFAULT '[]'
+    deviations TEXT NOT NULL DEFAULT '[]',
+    follows TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature);
 CREATE INDEX IF NOT EXISTS runs_sweep ON runs (sweep);
@@ -110,8 +110,14 @@ def _migrate_1_to_2(db: sqlite3.Connection) -> None:
         db.execute("DROP TABLE sweep_submissions")
 
 
+def _migrate_2_to_3(db: sqlite3.Connection) -> None:
+    """Version 3 links a `--test-after` test to the training run it evaluates."""
+    if "follows" not in {row[1] for row in db.execute("PRAGMA table_info(runs)")}:
+        db.execute("ALTER TABLE runs ADD COLUMN follows TEXT")
+
+
 # version -> the step that brings a ledger of that version to the next one
-_MIGRATIONS = {1: _migrate_1_to_2}
+_MIGRATIONS = {1: _migrate_1_to_2, 2: _migrate_2_to_3}
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,7 @@ class RunRecord:
     submission: str | None = None  # the token of the submission that queued it
     events_folded: int = 0  # lines of the run dir's job events already folded into `events`
     deviations: list[dict] = field(default_factory=list)  # the run vs its published setting (swinctl.guard)
+    follows: str | None = None  # a test run: the training run whose checkpoint it evaluates when that one ends
 
     @property
     def is_active(self) -> bool:

@@ -13,13 +13,13 @@ import re
 import secrets
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
 from swinctl import backends, recipes
 from swinctl.backends import Backend
-from swinctl.jobs import JobSpec, Resources
+from swinctl.jobs import After, JobSpec, Resources
 from swinctl.ledger import Ledger, RunRecord
 from swinctl.recipes import Recipe, RecipeError
 
@@ -143,14 +143,15 @@ def new_run_id(recipe: Recipe, smoke: bool) -> str:
 
 
 def job_spec(recipe: Recipe, run_id: str, root: Path, resources: Resources, backend: Backend, *,
-             kind: Literal["train", "test"] = "train", checkpoint: Path | None = None) -> JobSpec:
+             kind: Literal["train", "test"] = "train", checkpoint: Path | None = None,
+             after: After | None = None) -> JobSpec:
     """Where a run lives under `root` and what its job asks for (run, test and sweep all build specs here)."""
     run_dir = root / run_id
     return JobSpec(
         run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=root, run_dir=run_dir,
         config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=backend.name,
         launcher=backend.launcher(resources), sigterm_requeues=backend.sigterm_requeues,
-        checkpoint=Path(checkpoint).absolute() if checkpoint else None, env=dict(JOB_ENV),
+        checkpoint=Path(checkpoint).absolute() if checkpoint else None, after=after, env=dict(JOB_ENV),
     )
 
 
@@ -167,6 +168,7 @@ class PreparedRun:
     spec: JobSpec
     sweep: str | None
     deviations: list[dict] = field(default_factory=list)  # swinctl.guard.check: the run vs its published setting
+    follows: str | None = None  # a `--test-after` test: the training run it evaluates
 
     def command(self) -> list[str]:
         return self.spec.command()
@@ -202,6 +204,7 @@ def prepare(
     sweep: str | None = None,
     run_id: str | None = None,
     scale_lr: bool = True,
+    after: After | None = None,
 ) -> PreparedRun:
     from swinctl import guard, render
 
@@ -209,7 +212,7 @@ def prepare(
     recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
     if not smoke:
         check_data(recipe)
-    if kind == "test" and checkpoint is None:
+    if kind == "test" and checkpoint is None and after is None:
         raise RecipeError("a test needs --checkpoint PATH (a .pth file of a trained detector or segmentor)")
     resources = resources_of(recipe)
     chosen = resolve_backend(executor)
@@ -223,10 +226,35 @@ def prepare(
     # the run vs its published setting; renders MMEngine's linear LR scaling rule into cfg (swinctl/guard)
     deviations = guard.check(ref, recipe, cfg, resources, smoke=smoke, kind=kind, scale_lr=scale_lr,
                              config_overrides=config_overrides)
-    spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint)
+    spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint, after=after)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg, resources.world_size),
-                       spec=spec, sweep=sweep, deviations=deviations)
+                       spec=spec, sweep=sweep, deviations=deviations,
+                       follows=after.run_dir.name if after is not None else None)
+
+
+TEST_AFTER = ("last", "best")
+
+
+def prepare_with_test(ref: str | Path, pick: str, **options) -> tuple[PreparedRun, PreparedRun]:
+    """`run --test-after last|best`: the training run, and the test of its last (or best) checkpoint that starts
+    when training has completed (on SLURM a job with `--dependency=afterok`; here a job that waits for it).
+    Both are checked before anything is written; `options` are `prepare`'s."""
+    if pick not in TEST_AFTER:
+        raise RecipeError(f"--test-after {pick}: choose last (the final checkpoint) or best (the best validation, "
+                          "saved by MMEngine's CheckpointHook save_best='auto')")
+    train = prepare(ref, kind="train", **options)
+    if pick == "best":  # the job config asks CheckpointHook to keep the best checkpoint (config.py is unchanged)
+        train = replace(train, spec=replace(train.spec, save_best=True))
+    after = After(run_dir=train.spec.run_dir, work_dir=train.spec.work_dir, pick=pick)  # type: ignore[arg-type]
+    test = prepare(ref, kind="test", after=after, **{**options, "wandb": "disabled", "run_id": None})
+    return train, test
+
+
+def after_job(test: PreparedRun, job_id: str | None) -> PreparedRun:
+    """The follow-up test of a training run that was submitted as `job_id`."""
+    after = replace(test.spec.after, job_id=job_id)
+    return replace(test, spec=replace(test.spec, after=after))
 
 
 def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
@@ -236,7 +264,7 @@ def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord
         overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
         state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
         seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
-        deviations=list(prepared.deviations),
+        deviations=list(prepared.deviations), follows=prepared.follows,
     )
 
 

@@ -57,6 +57,7 @@ class StatusRow:
     cost: Cost | None = None
     short_id: str | None = None  # the shortest unique tail of the id among the ledger's runs
     reference: dict | None = None  # validations vs the recipe's reference log (swinctl.guard.reference)
+    test: StatusRow | None = None  # its `--test-after` test, shown as part of this run
 
     def to_json(self) -> dict:
         r, p = self.record, self.progress
@@ -68,6 +69,7 @@ class StatusRow:
             "metrics": self.metrics, "gpu_hours": self.gpu_hours,
             "cost": None if self.cost is None else dataclasses.asdict(self.cost), "error": r.error,
             "run_dir": str(r.run_dir), "deviations": r.deviations, "reference": self.reference,
+            "follows": r.follows, "test": None if self.test is None else self.test.to_json(),
         }
 
 
@@ -220,7 +222,16 @@ def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> l
 
     shorts = short_ids(r.id for r in ledger.list_runs())
     records = sync.refresh_all(ledger, select(ledger, selectors, everything))
-    return [row(ledger, record, shorts.get(record.id)) for record in records]
+    return with_tests([row(ledger, record, shorts.get(record.id)) for record in records])
+
+
+def with_tests(rows: list[StatusRow]) -> list[StatusRow]:
+    """Each `--test-after` test folded into its training run's row (one run to the user); a test whose training
+    run is not among `rows` keeps its own."""
+    by_id = {r.record.id: r for r in rows}
+    tests = {r.record.follows: r for r in rows if r.record.follows in by_id}
+    return [dataclasses.replace(r, test=tests.get(r.record.id)) for r in rows
+            if r.record.follows not in by_id]
 
 
 class SelectionError(UserError):

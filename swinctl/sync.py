@@ -56,10 +56,32 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
     return {"state": observed.state}
 
 
+def _drop_orphaned_test(ledger: Ledger, record: RunRecord) -> RunRecord | None:
+    """A `--test-after` test still queued although its training run ended without completing: stop its job (a
+    local one waits for training; SLURM may keep an afterok job pending forever) and record why."""
+    try:
+        training = refresh(ledger, ledger.get(record.follows))
+    except KeyError:
+        return None
+    if training.is_active or training.state == "COMPLETED":
+        return None
+    backend = backends.get(record.executor)
+    try:
+        backend.cancel(record, ledger.submission(record.submission))
+    except backends.base.BackendError:
+        pass  # (already gone: the scheduler dropped it itself)
+    return ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time(),
+                         error=f"not run: training run {training.id} ended {training.state}")
+
+
 def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
     """Bring an active run's ledger row in line with its job's files and its scheduler."""
     if not record.is_active:
         return record
+    if record.follows and record.state == "PENDING":
+        dropped = _drop_orphaned_test(ledger, record)
+        if dropped is not None:
+            return dropped
     events = jobstate.read_events(record.run_dir, record.events_folded)
     changes = _from_job(record, jobstate.read_state(record.run_dir))
     merged = record.__class__(**{**record.__dict__, **changes})

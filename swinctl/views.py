@@ -242,9 +242,17 @@ def status_table(rows, *, wide: bool = False) -> FitTable:
         ref = getattr(row, "reference", None)
         if ref and ref.get("points"):  # behind or on its reference log (swinctl.guard.reference)
             notes.append(Text(ref["summary"], style="bold red" if ref.get("behind") else "dim"))
-        table.add_row(run_name(r.id, row.short_id, r.smoke, wide), r.recipe, state_text(r.state),
-                      f"{r.executor} {r.job_id or '-'}", progress, eta, metric_summary(row.metrics, "\n"),
-                      cost_text(row.cost), Text("\n").join(notes) if notes else "")
+        state, job, metrics = state_text(r.state), f"{r.executor} {r.job_id or '-'}", row.metrics
+        test = getattr(row, "test", None)
+        if test is not None:  # `--test-after`: the test's state under training's; its metrics are the result
+            t = test.record
+            state = Text.assemble(state, "\ntest ", state_text(t.state))
+            job += f"\ntest {t.job_id or '-'}"
+            metrics = test.metrics or metrics
+            if t.error and not t.is_active:
+                notes.append(Text(f"test: {t.error.strip().splitlines()[0][:160]}", style="dim"))
+        table.add_row(run_name(r.id, row.short_id, r.smoke, wide), r.recipe, state, job, progress, eta,
+                      metric_summary(metrics, "\n"), cost_text(row.cost), Text("\n").join(notes) if notes else "")
     if not rows:
         table.add_row("(no runs)", "", "", "", "", "", "", "", "")
     return table

@@ -281,7 +281,8 @@ def test_json_is_stable_and_documented(mixed):
     assert set(run) == {"id", "origin", "kind", "recipe", "codebase", "sweep", "seed", "overrides", "state", "smoke",
                         "executor", "gpus", "elapsed_s", "gpu_hours", "work_dir", "log_format", "progress", "flags",
                         "problems", "verdict", "results", "cost",  # cost: added in schema_version 1
-                        "deviations", "reference"}  # the reproduction guard's: added in schema_version 1
+                        "deviations", "reference",  # the reproduction guard's: added in schema_version 1
+                        "tested_by"}  # the run's --test-after test, whose result is judged: added in version 1
     assert set(run["results"][0]) == {"metric", "value", "last", "best", "at", "best_at", "per_gpu_hour", "tolerance",
                                       "verdict", "references"}
     assert set(run["progress"]) == {"iter", "total", "epoch", "max_epochs", "eta_s", "phase"}

@@ -67,6 +67,9 @@ def make_executor(spec: JobSpec, folder: Path, *, preview: bool = False) -> subm
         if getattr(r, key):
             params[key] = getattr(r, key)
     additional: dict[str, str | bool] = dict(r.sbatch_args)
+    if spec.after is not None and spec.after.job_id:  # `run --test-after`: starts once training completed; SLURM
+        additional["dependency"] = f"afterok:{spec.after.job_id}"  # drops it if training fails instead
+        additional["kill_on_invalid_dep"] = "yes"
     if r.exclusive:
         additional["exclusive"] = True  # submitit writes a bare `#SBATCH --exclusive` for True
     if additional:

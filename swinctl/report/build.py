@@ -68,11 +68,16 @@ def build_report(
                 raise ReportError(unmatched_message([s for s in unmatched if not import_dirs or s not in known],
                                                     records, Path(runs_root)))
             import_recipes += unmatched
+        chosen = {r.id for r in selected}
+        tests = {r.follows: r for r in records if r.follows}  # `--test-after`: judged as part of its training run
         for record in selected:
+            if record.follows in chosen:
+                continue
             text = judging.read_recipe_yaml(record.run_dir)  # read once: expected values and resources
             expectation = expectations.for_run(record.run_dir, record.recipe, text)
             rows.append(sources.row_from_record(record, expectation, metrics, pick,
-                                                status.resources_of(record.run_dir, text) if text else {}))
+                                                status.resources_of(record.run_dir, text) if text else {},
+                                                tested=tests.get(record.id)))
             expectation_of[record.id] = expectation
         rows += _imported(import_dirs, list(dict.fromkeys(import_recipes)), expectations, metrics, pick, problems,
                           expectation_of)

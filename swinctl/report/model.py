@@ -134,6 +134,7 @@ class RunRow:
     # how the run differs from its recipe's published setting (swinctl.guard), listed next to every verdict
     deviations: list[str] = field(default_factory=list)
     reference: ReferenceCheck | None = None  # its validations against the recipe's reference log
+    tested_by: str | None = None  # the `--test-after` test whose result is judged (not the last validation)
     short_id: str | None = _internal()  # as tables show it (full ids in JSON)
 
     def result(self, metric: str) -> MetricResult | None:

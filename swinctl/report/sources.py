@@ -44,7 +44,7 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
              last: dict[str, float], best: dict[str, tuple[float, results.ValPoint | None]],
              last_at: results.ValPoint | None, expectation: Expected | None,
              metrics: list[str] | None, pick: str, cost: status.Cost | None = None,
-             deviations: list[str] = (), reference: dict | None = None) -> RunRow:
+             deviations: list[str] = (), reference: dict | None = None, tested_by: str | None = None) -> RunRow:
     """One report row from what is known about a run, whatever its origin (ledger, import, W&B)."""
     expectations, tolerance = expectation if expectation else ([], None)
     incomplete = results.INCOMPLETE in flags
@@ -67,7 +67,7 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
                   elapsed_s=elapsed_s, gpu_hours=gpu_hours, work_dir=work_dir, log_format=log_format,
                   progress=_progress_dict(progress), flags=sorted(flags), problems=problems,
                   verdict=rows[0].verdict if rows else NO_METRICS, results=rows, cost=cost,
-                  deviations=list(deviations), reference=reference)
+                  deviations=list(deviations), reference=reference, tested_by=tested_by)
 
 
 def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, dict, results.ValPoint | None]:
@@ -117,12 +117,22 @@ def ledger_records(root: Path) -> list:
 
 
 def row_from_record(record, expectation: Expected | None, metrics: list[str] | None, pick: str,
-                    resources: dict | None = None) -> RunRow:
-    """A report row from a ledger record and its work dir's logs (`resources`: of its recipe.yaml, if read)."""
+                    resources: dict | None = None, tested=None) -> RunRow:
+    """A report row from a ledger record and its work dir's logs (`resources`: of its recipe.yaml, if read).
+    `tested`: the run's `--test-after` test, whose result is the one judged once it has one."""
     log = results.read_work_dir(record.work_dir, train=False)
     problems = list(log.problems)
     flags = set(log.flags)
     last, best, last_at = from_log(log, _all_metric_names(metrics, expectation))
+    tested_by = None
+    if tested is not None:
+        test_metrics = results.read_work_dir(tested.work_dir, train=False).test_metrics or tested.metrics
+        if tested.state == "COMPLETED" and test_metrics:
+            last, last_at, tested_by = dict(test_metrics), None, tested.id
+        elif tested.is_active:
+            problems.append(f"its test {tested.id} has not finished: judged on the last validation")
+        else:
+            problems.append(f"its test {tested.id} ended {tested.state}: judged on the last validation")
     if not last and record.metrics:  # the logs are gone or unreadable, the job's own report is not
         last = dict(record.metrics)
         flags.discard(results.NO_METRICS)
@@ -138,7 +148,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         gpu_hours=status.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
         progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
         expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record, resources),
-        **guard_fields(record.run_dir, record.work_dir, record.deviations, record.smoke),
+        tested_by=tested_by, **guard_fields(record.run_dir, record.work_dir, record.deviations, record.smoke),
     )
 
 
