@@ -69,6 +69,20 @@ def test_a_version_1_ledger_is_migrated_with_its_runs_and_sweep_submissions(tmp_
     Ledger(tmp_path).get("old")  # opening it again changes nothing
 
 
+def test_a_version_2_ledger_gains_the_test_after_link(tmp_path):
+    ledger = Ledger(tmp_path)
+    ledger.add(_record(tmp_path, "r1", "COMPLETED"))
+    db = sqlite3.connect(tmp_path / LEDGER_FILE)
+    db.executescript("ALTER TABLE runs DROP COLUMN follows; PRAGMA user_version = 2;")  # as version 2 wrote it
+    db.close()
+    migrated = Ledger(tmp_path)
+    assert _pragma(tmp_path / LEDGER_FILE, "user_version") == SCHEMA_VERSION == 3
+    assert migrated.get("r1").follows is None
+    test = _record(tmp_path, "r2", "PENDING")
+    migrated.add(RunRecord(**{**test.__dict__, "kind": "test", "follows": "r1"}))
+    assert Ledger(tmp_path).get("r2").follows == "r1"
+
+
 def test_a_ledger_from_a_newer_swinctl_is_refused_not_rewritten(tmp_path):
     Ledger(tmp_path)
     _sql(tmp_path / LEDGER_FILE, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
