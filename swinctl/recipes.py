@@ -312,7 +312,8 @@ def listing(codebase: str | None = None, task: str | None = None, text: str | No
             reference_config=recipe.reference_config, description=recipe.description,
             expected=[e.model_dump() for e in recipe.expected], tolerance=recipe.tolerance,
             resources=dict(gpus=res.gpus, nodes=res.nodes, gpus_per_node=res.gpus_per_node, time_limit=res.time_limit),
-            batch_size=recipe.data.batch_size, zoo=recipe.inherits_reference, file=str(path)))
+            batch_size=recipe.data.batch_size, zoo=recipe.inherits_reference,
+            published_weights=recipe.published_weights, file=str(path)))
     return rows
 
 

@@ -173,7 +173,7 @@ def run_columns(report: Report, recipe: str | None) -> list[Column]:
 
 def _notes(row: RunRow) -> list[str]:
     ref = row.reference  # compared evaluations only: an unavailable reference log is in the JSON
-    return [*row.problems, *([ref["summary"]] if ref and ref.get("points") else [])]
+    return [*row.notes, *row.problems, *([ref["summary"]] if ref and ref.get("points") else [])]
 
 
 def shown_overrides(report: Report) -> dict[str, list[str]]:

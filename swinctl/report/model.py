@@ -134,6 +134,8 @@ class RunRow:
     # how the run differs from its recipe's published setting (swinctl.guard), listed next to every verdict
     deviations: list[str] = field(default_factory=list)
     reference: ReferenceCheck | None = None  # its validations against the recipe's reference log
+    published_weights: str | None = None  # a test of the recipe's released checkpoint (its URL or file)
+    notes: list[str] = field(default_factory=list)  # what its verdicts mean, in words (published weights)
     short_id: str | None = _internal()  # as tables show it (full ids in JSON)
 
     def result(self, metric: str) -> MetricResult | None:
