@@ -140,13 +140,18 @@ def test_published_weights_download_once_convert_and_score_as_the_checkpoint(tra
 
     plain = _invoke(root, hub, "test", "upernet-swin-t", "--smoke", "--checkpoint", checkpoint, *BASE, *LEARN)
     assert plain.exit_code == 0, plain.output
+    # the same MMSeg-layout file given as --checkpoint: converted once into swinctl's cache, not beside it
+    given = _invoke(root, hub, "test", "upernet-swin-t", "--smoke", "--checkpoint", server.folder / cached.name,
+                    *BASE, *LEARN)
+    assert given.exit_code == 0, given.output
+    assert "mmdet layout converted once" in given.output and "/converted/" in given.output, given.output
 
-    first_run, second_run, plain_run = _test_runs(root)
-    for record in (first_run, second_run, plain_run):
+    first_run, second_run, plain_run, given_run = _test_runs(root)
+    for record in (first_run, second_run, plain_run, given_run):
         assert record.state == "COMPLETED", record.error
-    assert plain_run.metrics["mIoU"] >= 30.0, plain_run.metrics  # learnt: an unloaded backbone scores ~0
+    assert plain_run.metrics["mIoU"] >= 30.0, plain_run.metrics  # learnt: an unloaded backbone scores far less
     # the released file (MMSeg's Swin names) scores exactly what the checkpoint it was made from scores
-    assert first_run.metrics == second_run.metrics == plain_run.metrics
+    assert first_run.metrics == second_run.metrics == plain_run.metrics == given_run.metrics
     record = published.read_record(first_run.run_dir)
     assert record["published"] == url and record["path"] == str(converted) and record["layout"] == "mmdet"
     assert published.read_record(plain_run.run_dir)["published"] is None
