@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import re
 import shutil
 import threading
 from functools import partial
@@ -135,6 +136,7 @@ def test_published_weights_download_once_convert_and_score_as_the_checkpoint(tra
                     "--set", f"published_weights={url}")
     assert again.exit_code == 0, again.output
     assert f"cached at {cached}" in again.output
+    assert re.search(rf"weights\W+published {re.escape(url)}", again.output), again.output  # what was tested
     assert server.gets == {"/upernet_smoke_mmseg.pth": 1}  # the second test downloads nothing
     assert converted.stat().st_mtime_ns == converted_at  # ... and converts nothing
 
