@@ -106,7 +106,13 @@ def run(
 @app.command()
 def test(
     recipe: Annotated[str, typer.Argument(help="Recipe name or path.")],
-    checkpoint: Annotated[Path, typer.Option("--checkpoint", "-c", help="Weights (.pth) to evaluate.")],
+    checkpoint: Annotated[Path | None, typer.Option("--checkpoint", "-c", help="Weights (.pth) to evaluate.",
+                                                    show_default=False)] = None,
+    published: Annotated[bool, typer.Option("--published", help="Evaluate the recipe's released weights "
+                                            "(published_weights, the metafile's Weights: downloaded once into the "
+                                            "torch hub cache) instead of --checkpoint.")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Test-time augmentation of the config (multi-scale + flip, "
+                                      "MMSeg): recorded as mIoU_ms_flip.")] = False,
     smoke: Annotated[bool, typer.Option("--smoke", help="Evaluate on generated demo data.")] = False,
     executor: Executor = "auto",
     set_: SetOpt = None,
@@ -116,24 +122,34 @@ def test(
     wandb: Wandb = "disabled",
     no_scale_lr: NoScaleLr = False,
 ) -> None:
-    """Evaluate a checkpoint with RECIPE's test set and metrics; records the result as a test run."""
+    """Evaluate a checkpoint (--checkpoint) or the recipe's released weights (--published) with RECIPE's test set
+    and metrics; records the result as a test run, which `report` judges against the published numbers."""
     _submit(recipe, list(set_ or []), smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="test", checkpoint=checkpoint, scale_lr=not no_scale_lr)
+            wandb=wandb, kind="test", checkpoint=checkpoint, scale_lr=not no_scale_lr, published=published, tta=tta)
 
 
 def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
-            scale_lr=True, test_after=None) -> None:
+            scale_lr=True, published=False, tta=False, test_after=None) -> None:
     with _Guard():
         from swinctl import backends, runs
         from swinctl.errors import UserError
         from swinctl.guard import show
 
-        options = dict(overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr)
+        options = dict(overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr,
+                       fetch=not dry_run)
         follow_up = None
         if test_after is None:
-            prepared = runs.prepare(recipe, kind=kind, checkpoint=checkpoint, **options)
+            prepared = runs.prepare(recipe, kind=kind, checkpoint=checkpoint, published=published, tta=tta, **options)
         else:
             prepared, follow_up = runs.prepare_with_test(recipe, test_after, **options)
+        from rich.markup import escape
+
+        if published and dry_run:
+            console.print(f"published weights: {escape(prepared.recipe.published_weights)} -> "
+                          f"{escape(str(prepared.spec.checkpoint))} [dim](not downloaded or checked by a dry run)[/]",
+                          highlight=False, soft_wrap=True)
+        elif prepared.weights is not None and (published or prepared.weights.converted):
+            console.print(escape(prepared.weights.describe()), highlight=False, soft_wrap=True)
         if dry_run:
             from rich.syntax import Syntax
 

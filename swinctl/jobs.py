@@ -110,6 +110,8 @@ class JobSpec:
     after: After | None = None  # test jobs: or the checkpoint a training run leaves (`checkpoint` is found then)
     save_best: bool = False  # training keeps its best checkpoint too (a `--test-after best` follows it)
     env: dict[str, str] = field(default_factory=dict)
+    tta: bool = False  # test jobs: the codebase's test-time augmentation (its test script's --tta)
+    cfg_options: tuple[str, ...] = ()  # key=value config overrides passed to the script (--cfg-options)
 
     @property
     def submitit_dir(self) -> Path:
@@ -136,9 +138,13 @@ class JobSpec:
         args += ["--work-dir", str(self.work_dir), "--launcher", self.launcher]
         if resume and self.kind == "train":
             args.append("--resume")  # mmdet/mmseg: resume from the latest checkpoint in the work dir
+        if self.tta and self.kind == "test":
+            args.append("--tta")  # the script swaps in the config's tta_model and tta_pipeline itself
+        options = list(self.cfg_options)
         if self.cpu_distributed:
-            args += ["--cfg-options", "model_wrapper_cfg.type=swinctl.CPUDistributedDataParallel",
-                     "env_cfg.dist_cfg.backend=gloo"]
+            options += ["model_wrapper_cfg.type=swinctl.CPUDistributedDataParallel", "env_cfg.dist_cfg.backend=gloo"]
+        if options:  # one --cfg-options: a second one would replace the first (MMEngine's DictAction)
+            args += ["--cfg-options", *options]
         return args
 
 

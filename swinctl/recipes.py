@@ -234,6 +234,9 @@ class Recipe(_Strict):
     resources: Resources = Resources()
     tracking: Tracking = Tracking()
     seed: int | None = None
+    # the released checkpoint of the model `expected` describes (the metafile's `Weights`): `swinctl test --published`
+    # evaluates it; an http(s) URL (downloaded once into the torch hub cache) or a local file
+    published_weights: str | None = None
     expected: list[Expected] = []
     tolerance: float = Field(0.5, ge=0)
     reference_log: ReferenceLog | None = None
@@ -244,6 +247,18 @@ class Recipe(_Strict):
     @classmethod
     def _safe_name(cls, name: str) -> str:
         return trust.check_name(name)  # it names the run's directory under the runs root
+
+    @field_validator("published_weights")
+    @classmethod
+    def _weights_ref(cls, ref: str | None) -> str | None:
+        if ref is None:
+            return None
+        if not ref.strip() or "\n" in ref:
+            raise ValueError("published_weights must be one line: an http(s) URL or a file path")
+        scheme = ref.split("://", 1)[0].lower() if "://" in ref else None
+        if scheme is not None and scheme not in ("http", "https"):
+            raise ValueError(f"published_weights {ref!r}: only http(s) URLs and local files are supported")
+        return ref
 
     @model_validator(mode="after")
     def _trusted_bases(self) -> Recipe:
@@ -297,7 +312,8 @@ def listing(codebase: str | None = None, task: str | None = None, text: str | No
             reference_config=recipe.reference_config, description=recipe.description,
             expected=[e.model_dump() for e in recipe.expected], tolerance=recipe.tolerance,
             resources=dict(gpus=res.gpus, nodes=res.nodes, gpus_per_node=res.gpus_per_node, time_limit=res.time_limit),
-            batch_size=recipe.data.batch_size, zoo=recipe.inherits_reference, file=str(path)))
+            batch_size=recipe.data.batch_size, zoo=recipe.inherits_reference,
+            published_weights=recipe.published_weights, file=str(path)))
     return rows
 
 

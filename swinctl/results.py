@@ -46,13 +46,17 @@ from swinctl import textlog
 COCO_METRICS = tuple(f"{task}_mAP{suffix}" for task in ("bbox", "segm")
                      for suffix in ("", "_50", "_75", "_s", "_m", "_l"))
 SEG_METRICS = ("mIoU", "mAcc", "aAcc")
+# A test with the codebase's test-time augmentation (`swinctl test --tta`: multi-scale + flip) logs its evaluator's
+# metrics under this prefix (ms_flip/mIoU); they read as mIoU_ms_flip, the name the metafiles publish them under.
+TTA_PREFIX = "ms_flip"
+TTA_METRICS = tuple(f"{name}_{TTA_PREFIX}" for name in SEG_METRICS)
 # COCO panoptic quality (CocoPanopticMetric), all/things/stuff: logged in percent by MMDet 2.x and 3.x alike
 PANOPTIC_METRICS = tuple(f"{q}{part}" for part in ("", "_th", "_st") for q in ("PQ", "SQ", "RQ"))
-CANONICAL_METRICS = COCO_METRICS + SEG_METRICS + PANOPTIC_METRICS
+CANONICAL_METRICS = COCO_METRICS + SEG_METRICS + TTA_METRICS + PANOPTIC_METRICS
 PRIMARY_METRIC = {"mmdet": "bbox_mAP", "mmseg": "mIoU"}
 # A log's task, by the first of these it has, and the metrics a report shows for it by default.
 TASK_METRICS = (("PQ", ("PQ",)), ("segm_mAP", ("bbox_mAP", "segm_mAP")), ("bbox_mAP", ("bbox_mAP",)),
-                ("mIoU", ("mIoU",)))
+                ("mIoU", ("mIoU",)), (f"mIoU_{TTA_PREFIX}", (f"mIoU_{TTA_PREFIX}",)))
 
 # Flags a RunLog may carry (the matching `problems` entry says why).
 NO_LOGS = "no_logs"  # no log file of a known format (JSON or text) in the work dir
@@ -108,7 +112,9 @@ def _kind_of(key: str) -> tuple[str, bool] | tuple[()]:
 
 
 def _key_kind(key: str) -> tuple[str, bool] | tuple[()]:
-    name = key.rsplit("/", 1)[-1]
+    prefix, _, name = key.rpartition("/")
+    if prefix.rsplit("/", 1)[-1] == TTA_PREFIX:  # a test-time augmentation result (segmentation only)
+        return (f"{name}_{TTA_PREFIX}", False) if name in _SEG else ()
     if name in _COCO:
         return name, True
     if name in _SEG or name in _PANOPTIC:

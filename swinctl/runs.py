@@ -17,10 +17,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
-from swinctl import backends, recipes
+from swinctl import backends, recipes, results
 from swinctl.backends import Backend
 from swinctl.jobs import After, JobSpec, Resources
 from swinctl.ledger import Ledger, RunRecord
+from swinctl.published import TestWeights, planned_path, write_record
+from swinctl.published import resolve as resolve_test_weights
 from swinctl.recipes import Recipe, RecipeError
 
 # Every torch.load in a job is weights-only, even one that asks for weights_only=False (mmengine's URL loader,
@@ -143,16 +145,36 @@ def new_run_id(recipe: Recipe, smoke: bool) -> str:
 
 
 def job_spec(recipe: Recipe, run_id: str, root: Path, resources: Resources, backend: Backend, *,
-             kind: Literal["train", "test"] = "train", checkpoint: Path | None = None,
-             after: After | None = None) -> JobSpec:
+             kind: Literal["train", "test"] = "train", checkpoint: Path | None = None, tta: bool = False,
+             cfg_options: tuple[str, ...] = (), after: After | None = None) -> JobSpec:
     """Where a run lives under `root` and what its job asks for (run, test and sweep all build specs here)."""
     run_dir = root / run_id
     return JobSpec(
         run_id=run_id, kind=kind, codebase=recipe.codebase, runs_root=root, run_dir=run_dir,
         config=run_dir / "config.py", work_dir=run_dir / "work_dir", resources=resources, executor=backend.name,
         launcher=backend.launcher(resources), sigterm_requeues=backend.sigterm_requeues,
-        checkpoint=Path(checkpoint).absolute() if checkpoint else None, after=after, env=dict(JOB_ENV),
+        checkpoint=Path(checkpoint).absolute() if checkpoint else None, env=dict(JOB_ENV), tta=tta,
+        cfg_options=tuple(cfg_options), after=after,
     )
+
+
+def tta_options(recipe: Recipe, cfg) -> tuple[str, ...]:
+    """`test --tta`: the config overrides that make the test's metrics read as multi-scale + flip ones
+    (`ms_flip/mIoU` -> mIoU_ms_flip, :mod:`swinctl.results`), after checking the config can run its codebase's
+    test-time augmentation (`tta_model` and `tta_pipeline`, which MMSeg's test script swaps in with --tta)."""
+    if recipe.codebase != "mmseg":
+        raise RecipeError(f"--tta: {recipe.name} is an MMDetection recipe; the zoo publishes test-time augmentation "
+                          "results (mIoU_ms_flip) for MMSegmentation models only: drop --tta")
+    missing = [key for key in ("tta_model", "tta_pipeline") if not cfg.get(key)]
+    if missing:
+        raise RecipeError(f"--tta: the config of {recipe.name} has no {' or '.join(missing)} (its test-time "
+                          "augmentation); add them to the recipe's config: section, or drop --tta")
+    evaluator = cfg.get("test_evaluator")
+    if isinstance(evaluator, (list, tuple)):
+        return tuple(f"test_evaluator.{i}.prefix={results.TTA_PREFIX}" for i in range(len(evaluator)))
+    if not isinstance(evaluator, dict):
+        raise RecipeError(f"--tta: the config of {recipe.name} has no test_evaluator to score the test with")
+    return (f"test_evaluator.prefix={results.TTA_PREFIX}",)
 
 
 @dataclass(frozen=True)
@@ -169,6 +191,7 @@ class PreparedRun:
     sweep: str | None
     deviations: list[dict] = field(default_factory=list)  # swinctl.guard.check: the run vs its published setting
     follows: str | None = None  # a `--test-after` test: the training run it evaluates
+    weights: TestWeights | None = None  # a test run's weights, checked (None: a train run, or a dry run)
 
     def command(self) -> list[str]:
         return self.spec.command()
@@ -205,15 +228,30 @@ def prepare(
     run_id: str | None = None,
     scale_lr: bool = True,
     after: After | None = None,
+    published: bool = False,
+    tta: bool = False,
+    fetch: bool = True,
 ) -> PreparedRun:
+    """Render and check a run. A test evaluates `checkpoint`, or with `published` the recipe's published_weights
+    (downloaded once into the torch hub cache), or `after` a training run the checkpoint that run leaves; with `tta`
+    the config's test-time augmentation. `fetch=False` (a dry run) downloads and converts nothing: the job's
+    checkpoint is where the weights will be."""
     from swinctl import guard, render
 
     check_wandb_mode(wandb)
+    if kind == "test" and after is None and (checkpoint is None) == (not published):
+        raise RecipeError("a test needs --checkpoint PATH (a .pth file of a trained detector or segmentor) or "
+                          "--published (the recipe's released weights), one of them" if checkpoint is None else
+                          "--checkpoint and --published exclude each other: test one set of weights per run")
+    if kind != "test" and (published or tta):
+        raise RecipeError("--published and --tta are options of `swinctl test`")
     recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
+    if published and recipe.published_weights is None:
+        raise RecipeError(f"--published: recipe '{recipe.name}' names no published_weights (its released "
+                          "checkpoint's URL, the metafile's Weights): pass --set published_weights=URL, or test a "
+                          "file with --checkpoint PATH")
     if not smoke:
         check_data(recipe)
-    if kind == "test" and checkpoint is None and after is None:
-        raise RecipeError("a test needs --checkpoint PATH (a .pth file of a trained detector or segmentor)")
     resources = resources_of(recipe)
     chosen = resolve_backend(executor)
     base = runs_root(root)
@@ -222,14 +260,25 @@ def prepare(
     ctx = render.RunContext(run_id=run_id, run_dir=run_dir, group=sweep or recipe.name,
                             tags=("smoke",) if smoke else (), wandb=wandb)  # type: ignore[arg-type]
     cfg = render.render(recipe, ctx, config_overrides)
-    check_checkpoints(checkpoint_refs(cfg, checkpoint))
+    cfg_options = tta_options(recipe, cfg) if tta else ()
+    weights = None
+    source = recipe.published_weights if published else None
+    if kind == "test" and fetch and after is None:  # downloaded (published), checked, in swinctl's layout
+        from swinctl.guard.pretrained import backbone_of
+
+        weights = resolve_test_weights(checkpoint=checkpoint, published=source, backbone=backbone_of(cfg), tta=tta)
+        checkpoint = weights.path
+    elif source is not None:
+        checkpoint = planned_path(source)
+    check_checkpoints(checkpoint_refs(cfg, checkpoint if weights or not published else None))
     # the run vs its published setting; renders MMEngine's linear LR scaling rule into cfg (swinctl/guard)
     deviations = guard.check(ref, recipe, cfg, resources, smoke=smoke, kind=kind, scale_lr=scale_lr,
                              config_overrides=config_overrides)
-    spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint, after=after)
+    spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint, tta=tta,
+                    cfg_options=cfg_options, after=after)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
                        config_text=render.to_text(cfg), signature=render.signature(cfg, resources.world_size),
-                       spec=spec, sweep=sweep, deviations=deviations,
+                       spec=spec, sweep=sweep, deviations=deviations, weights=weights,
                        follows=after.run_dir.name if after is not None else None)
 
 
@@ -282,6 +331,8 @@ def materialize(prepared: PreparedRun, submission: str | None = None) -> RunReco
         from swinctl import guard
 
         guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
+        if prepared.weights is not None:
+            write_record(spec.run_dir, prepared.weights)  # weights.json: what the test evaluates
         return ledger.add(record_of(prepared, submission))
     except BaseException:
         shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row

@@ -17,6 +17,8 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from swinctl import published
+
 STATE_STYLES = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
                 "FAILED": "bold red", "CANCELLED": "magenta", "TIMEOUT": "red", "IMPORTED": "blue"}
 HEADLINE_METRICS = ("bbox_mAP", "segm_mAP", "mIoU", "mAcc", "aAcc")
@@ -194,6 +196,10 @@ def outcome(record) -> Group:
     table.add_column()
     table.add_row("state", state_text(record.state))
     table.add_row("run dir", str(record.run_dir))
+    weights = published.read_record(record.run_dir) if record.kind == "test" else None
+    if weights:  # what a test evaluated: the recipe's released checkpoint, or the file given
+        tested = f"published {weights['published']}" if weights.get("published") else str(weights.get("source"))
+        table.add_row("weights", tested + (" (multi-scale + flip)" if weights.get("tta") else ""))
     table.add_row("wall time", duration(record.elapsed_s))
     for key, value in sorted(record.metrics.items()):
         table.add_row(key, f"{value:.2f}")

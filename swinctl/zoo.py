@@ -140,6 +140,7 @@ class Entry:
     results: list[dict]
     metadata: dict
     version: str
+    weights: str | None = None  # the released checkpoint (the metafile's `Weights` URL)
 
     @property
     def directory(self) -> str:
@@ -189,7 +190,8 @@ def entries() -> list[Entry]:
                 results = model.get("Results") or []
                 found.append(Entry(codebase, config, f"{metafile.parent.name}/{metafile.name}",
                                    [results] if isinstance(results, dict) else list(results),
-                                   model.get("Metadata") or {}, _version(codebase)))
+                                   model.get("Metadata") or {}, _version(codebase),
+                                   str(model["Weights"]) if model.get("Weights") else None))
     return found
 
 
@@ -337,6 +339,7 @@ def zoo_recipe(entry: Entry) -> dict[str, Any]:
         resources=_resources(entry, per_gpu, cfg),
         tracking=dict(project="swinctl",
                       tags=[family.prefix, f"swin-{_size(backbone).lower()}", dataset.replace("_", "-")]),
+        **({"published_weights": entry.weights} if entry.weights else {}),
         expected=expected,
         tolerance=0.5,
         smoke=dict(set=_smoke_set(backbone), config=dict(family.smoke_config)),
@@ -385,6 +388,9 @@ def plan() -> tuple[dict[Path, str], list[str]]:
             missing = [e for e in recipe["expected"] if (e["metric"], e["value"]) not in have]
             problems += [f"recipes/{seed.name}.yaml lacks the metafile's {e['metric']} {e['value']} "
                          f"({entry.config})" for e in missing]
+            if entry.weights and seed.published_weights != entry.weights:
+                problems.append(f"recipes/{seed.name}.yaml: published_weights should be the metafile's "
+                                f"{entry.weights} ({entry.config})")
             continue
         path = ZOO_DIR / f"{recipe['name']}.yaml"
         if path in files:

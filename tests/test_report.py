@@ -282,11 +282,13 @@ def test_json_is_stable_and_documented(mixed):
                         "executor", "gpus", "elapsed_s", "gpu_hours", "work_dir", "log_format", "progress", "flags",
                         "problems", "verdict", "results", "cost",  # cost: added in schema_version 1
                         "deviations", "reference",  # the reproduction guard's: added in schema_version 1
-                        "tested_by"}  # the run's --test-after test, whose result is judged: added in version 1
+                        "tested_by",  # the run's --test-after test, whose result is judged: added in version 1
+                        "published_weights", "notes"}  # test --published: added in schema_version 1
     assert set(run["results"][0]) == {"metric", "value", "last", "best", "at", "best_at", "per_gpu_hour", "tolerance",
                                       "verdict", "references"}
     assert set(run["progress"]) == {"iter", "total", "epoch", "max_epochs", "eta_s", "phase"}
-    for key in ("schema_version", '"runs"', '"groups"', '"sweeps"', "per_gpu_hour", "references"):
+    for key in ("schema_version", '"runs"', '"groups"', '"sweeps"', "per_gpu_hour", "references",
+                '"published_weights"', '"notes"'):
         assert key in report.__doc__  # the schema is written down where scripts will look
     assert [s["name"] for s in data["sweeps"]] == ["lr"]
 
@@ -435,3 +437,42 @@ def test_import_swinctl_smoke_run_dir(tmp_path):
     assert (row.id, row.recipe, row.codebase) == ("import:upernet-swin-t", "upernet-swin-t", "mmseg")
     assert [(r.expected, r.delta, r.verdict) for r in row.result("mIoU").references] == [
         (44.3, -44.25, BELOW), (44.41, -44.36, BELOW)]
+
+
+def test_a_test_of_the_published_weights_says_whether_the_data_and_evaluation_are_right():
+    expectation = ([report.Expectation("bbox_mAP", 42.7, METAFILE)], 0.5)
+
+    def row(value: float, smoke: bool = False, state: str = "COMPLETED"):
+        return report.make_row(
+            id="t", origin="ledger", kind="test", recipe="maskrcnn-swin-t", codebase="mmdet", sweep=None, seed=None,
+            overrides=[], state=state, smoke=smoke, executor="local", gpus=0, elapsed_s=1.0, gpu_hours=None,
+            work_dir=None, log_format="mmengine", progress=None, flags=set(), problems=[], last={"bbox_mAP": value},
+            best={}, last_at=None, expectation=expectation, metrics=None, pick="last",
+            published_weights="https://download.openmmlab.com/x.pth")
+
+    assert row(42.7).notes == ["published weights: 42.7 box mAP vs 42.7 expected: data and evaluation OK"]
+    below = row(40.1)
+    assert below.verdict == BELOW and below.notes[0].startswith(
+        "published weights: 40.1 box mAP vs 42.7 expected: data or evaluation differ")
+    assert row(42.7, smoke=True).notes == [] and row(42.7, state="RUNNING").notes == []  # nothing to conclude yet
+    table = report.render(report.Report(source="local", pick="last", metrics=None, selectors=[], runs=[below],
+                                        groups=[], sweeps=[], problems=[]), "md")
+    assert "data or evaluation differ" in table
+
+
+def test_tests_of_the_published_weights_are_not_seeds_of_tests_of_other_weights():
+    expectation = ([report.Expectation("mIoU", 44.3, SEED_README), report.Expectation("mIoU_ms_flip", 45.8, "x")],
+                   0.5)
+
+    def test_row(run_id: str, last: dict, published_weights=None):
+        return report.make_row(
+            id=run_id, origin="ledger", kind="test", recipe="upernet-swin-t", codebase="mmseg", sweep=None,
+            seed=None, overrides=[], state="COMPLETED", smoke=False, executor="local", gpus=0, elapsed_s=1.0,
+            gpu_hours=None, work_dir=None, log_format="mmengine", progress=None, flags=set(), problems=[], last=last,
+            best={}, last_at=None, expectation=expectation, metrics=None, pick="last",
+            published_weights=published_weights)
+
+    rows = [test_row("a", {"mIoU": 44.0}), test_row("b", {"mIoU": 40.0}),
+            test_row("c", {"mIoU": 44.4}, "https://x/y.pth"), test_row("d", {"mIoU_ms_flip": 45.9}, "https://x/y.pth")]
+    groups = report.judging.aggregate(rows, {r.id: expectation for r in rows})
+    assert sorted(g.run_ids for g in groups) == [["a", "b"], ["c"], ["d"]]

@@ -85,6 +85,16 @@ def test_mmengine_test_run():
     assert not raw.endswith(b"\n")  # what mmengine writes: one JSON object, no newline
 
 
+def test_a_test_time_augmentation_result_reads_as_its_ms_flip_metric():
+    # what `swinctl test --tta` makes IoUMetric log (test_evaluator.prefix=ms_flip), in both generations' scales
+    raw = {"ms_flip/aAcc": 91.5, "ms_flip/mIoU": 45.79, "ms_flip/mAcc": 57.0, "data_time": 0.1}
+    assert results.normalise_metrics(raw, "mmengine") == {"aAcc_ms_flip": 91.5, "mIoU_ms_flip": 45.79,
+                                                          "mAcc_ms_flip": 57.0}
+    assert results.normalise_metrics({"ms_flip/mIoU": 0.4579}, "mmcv1") == {"mIoU_ms_flip": 45.79}
+    assert results.normalise_metrics({"ms_flip/bbox_mAP": 0.4}, "mmengine") == {}  # segmentation only
+    assert results.task_metrics({"mIoU_ms_flip", "aAcc_ms_flip"}) == ("mIoU_ms_flip",)
+
+
 def test_mmengine_iteration_based_segmentation_is_already_percent():
     log = results.read_work_dir(MMENGINE / "seg_iter")
     assert [p.iter for p in log.train] == [5, 10, 15, 20, 25, 30, 35, 40]

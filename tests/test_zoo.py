@@ -108,6 +108,7 @@ def test_recipes_lists_the_zoo_as_json_and_filters_it(tmp_path):
     assert pan["reference_config"] == "mask2former/mask2former_swin-t-p4-w7-224_8xb2-lsj-50e_coco-panoptic.py"
     assert {"metric": "PQ", "value": 53.4} in [{k: e[k] for k in ("metric", "value")} for e in pan["expected"]]
     assert pan["resources"]["gpus"] == 8 and pan["batch_size"] == 2
+    assert pan["published_weights"].startswith("https://download.openmmlab.com/mmdetection/v3.0/mask2former/")
     semantic = json.loads(_invoke(tmp_path, "recipes", "--json", "--codebase", "mmseg", "--task", "semantic",
                                   "cityscapes").output)
     assert sorted(r["name"] for r in semantic) == [n for n in ZOO if "cityscapes" in n]

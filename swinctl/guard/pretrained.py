@@ -15,6 +15,7 @@ weights never have: they are the only keys allowed to be missing, and the messag
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -23,6 +24,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,30 +48,48 @@ def offline() -> bool:
     return os.environ.get("SWINCTL_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def hub_path(url: str) -> Path:
-    """Where MMEngine's URL loader (torch.hub.load_state_dict_from_url) keeps `url`'s file."""
+def hub_checkpoints() -> Path:
+    """torch.hub.get_dir()/checkpoints ($TORCH_HOME/hub, else $XDG_CACHE_HOME/torch/hub or ~/.cache/torch/hub)."""
     hub = Path(os.environ.get("TORCH_HOME") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
                / "torch") / "hub"
-    return hub / "checkpoints" / os.path.basename(urllib.parse.urlparse(url).path)
+    return hub / "checkpoints"
 
 
-def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S) -> Path:
-    """`url` -> `dest`, whole or not at all."""
+def hub_path(url: str) -> Path:
+    """Where MMEngine's URL loader (torch.hub.load_state_dict_from_url) keeps `url`'s file."""
+    return hub_checkpoints() / os.path.basename(urllib.parse.urlparse(url).path)
+
+
+def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, *, what: str = "pretrained weights",
+             fix: str = "put the file at {dest}, point model.backbone.pretrained at a local copy, or set "
+                        "SWINCTL_OFFLINE=1 to queue without checking it",
+             check: Callable[[Path], None] | None = None) -> Path:
+    """`url` -> `dest`, whole or not at all: written under a temporary name, compared with the Content-Length the
+    server announced, handed to `check` (which raises to refuse it), then renamed. `what` and `fix` word the error
+    (`fix` may name `{dest}`)."""
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
-        raise PretrainedError(f"pretrained weights {url}: only local files and http(s) URLs can be checked before "
-                              "queueing; download the file and point model.backbone.pretrained at it")
+        raise PretrainedError(f"{what} {url}: only local files and http(s) URLs can be checked before queueing; "
+                              "download the file and give its path instead")
     dest.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
     try:
         with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
             shutil.copyfileobj(response, out, length=1 << 20)
+            announced = response.headers.get("Content-Length")
+            if announced and announced.isdigit() and out.tell() != int(announced):
+                raise ValueError(f"the connection closed after {out.tell():,} of {int(announced):,} bytes")
+        if check is not None:
+            check(Path(partial))
         os.replace(partial, dest)
-    except (OSError, urllib.error.URLError, ValueError) as exc:
+    except (OSError, urllib.error.URLError, ValueError, http.client.HTTPException) as exc:
         Path(partial).unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
-        raise PretrainedError(f"pretrained weights {url} cannot be downloaded ({reason}): put the file at {dest}, "
-                              "point model.backbone.pretrained at a local copy, or set SWINCTL_OFFLINE=1 to queue "
-                              "without checking it") from None
+        if isinstance(exc, UserError):  # `check` refused the file: its message says why
+            raise
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code}: {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+        raise PretrainedError(f"{what} {url} cannot be downloaded ({reason}): {fix.format(dest=dest)}") from None
     except BaseException:
         Path(partial).unlink(missing_ok=True)
         raise
@@ -127,7 +147,7 @@ def _remember(key: str, summary: str) -> None:
         pass  # a cache that cannot be written only means checking again next time
 
 
-def load_check(path: Path, backbone: dict) -> str:
+def load_check(path: Path, backbone: dict, what: str = "pretrained weights") -> str:
     """Load `path` into swinctl's SwinTransformer built from the rendered `backbone` config; a one-line summary, or
     PretrainedError naming the missing, unexpected or mis-shaped keys."""
     kwargs = _backbone_kwargs(backbone)
@@ -145,7 +165,7 @@ def load_check(path: Path, backbone: dict) -> str:
     try:
         weights, report = extract_backbone(path, model)
     except CheckpointError as exc:
-        raise PretrainedError(f"pretrained weights {path}: {exc}") from None
+        raise PretrainedError(f"{what} {path}: {exc}") from None
     target = model.state_dict()
     unexpected = [k for k in weights if k not in target]
     mismatched = [f"{k} {tuple(weights[k].shape)} vs {tuple(target[k].shape)}" for k in weights
@@ -155,11 +175,11 @@ def load_check(path: Path, backbone: dict) -> str:
     missing = [k for k in missing if k not in new_norms]
     if missing or unexpected or mismatched:
         parts = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("with another shape", mismatched)):
+        for problem, keys in (("missing", missing), ("unexpected", unexpected), ("with another shape", mismatched)):
             if keys:
-                parts.append(f"{len(keys)} {what} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
+                parts.append(f"{len(keys)} {problem} ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})")
         arch = f"embed_dims={kwargs.get('embed_dims')}, depths={list(kwargs.get('depths') or [])}"
-        raise PretrainedError(f"pretrained weights {path} do not fit the recipe's backbone ({arch}): "
+        raise PretrainedError(f"{what} {path} do not fit the recipe's backbone ({arch}): "
                               f"{'; '.join(parts)} keys; is it a checkpoint of another Swin size?")
     summary = f"{len(weights)} tensors ({report.layout} layout, {report.source}) load with no missing or " \
               "unexpected keys" + (f"; the {len(new_norms) // 2} output norms start fresh (ImageNet weights have "
@@ -168,7 +188,7 @@ def load_check(path: Path, backbone: dict) -> str:
     return summary
 
 
-def _backbone_of(cfg) -> dict:
+def backbone_of(cfg) -> dict:
     model = cfg.get("model") or {}
     backbone = model.get("backbone") if isinstance(model, dict) or hasattr(model, "get") else None
     return backbone.to_dict() if hasattr(backbone, "to_dict") else dict(backbone or {})
@@ -185,7 +205,7 @@ def pretrained_ref(backbone: dict) -> str | None:
 def check_backbone(cfg, published: Any = None) -> list[Deviation]:
     """The pretrained weights of the rendered config's backbone: verified (a note), not verified offline (a note),
     or a PretrainedError. No pretrained weights: nothing to check (the setting comparison names it)."""
-    backbone = _backbone_of(cfg)
+    backbone = backbone_of(cfg)
     ref = pretrained_ref(backbone)
     if not ref:
         return []

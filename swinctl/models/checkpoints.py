@@ -431,7 +431,7 @@ def convert_checkpoint_file(
     report.target = to
     report.shape = shape
     dst.parent.mkdir(parents=True, exist_ok=True)
-    partial = dst.with_name(f'.{dst.name}.partial')
+    partial = dst.with_name(f'.{dst.name}.{os.getpid()}.partial')  # (two processes may convert the same file)
     try:  # a complete file or none: a full disk or Ctrl-C leaves no half-written checkpoint under dst's name
         torch.save({'state_dict': state_dict, 'meta': meta}, partial)
         partial.replace(dst)

@@ -25,7 +25,9 @@ Verdicts, per metric and run (precedence top to bottom):
 
 JSON (`render(report, "json")`, `Report.to_dict()`): one object with "schema_version" (1), "generated_at", "source",
 "pick", "metrics", "selectors", "runs" (each run with its "cost" and, per metric, "results": value, last, best,
-per_gpu_hour, verdict and "references", one per published source), "groups" (seeds), "sweeps" and "problems".
+per_gpu_hour, verdict and "references", one per published source; a test of the recipe's released checkpoint has
+its "published_weights" and "notes" that say what its verdicts mean: "published weights: 42.7 box mAP vs 42.7
+expected: data and evaluation OK"), "groups" (seeds), "sweeps" and "problems".
 Its JSON Schema is generated from the data model: :func:`json_schema`, or ``swinctl report --schema``. Values are
 percent points (mAP 42.6, mIoU 44.3). Fields are only ever added within a schema version.
 """

@@ -174,7 +174,7 @@ def run_columns(report: Report, recipe: str | None) -> list[Column]:
 def _notes(row: RunRow) -> list[str]:
     ref = row.reference  # compared evaluations only: an unavailable reference log is in the JSON
     tested = [f"last: its --test-after test {row.tested_by}"] if row.tested_by else []
-    return [*tested, *row.problems, *([ref["summary"]] if ref and ref.get("points") else [])]
+    return [*tested, *row.notes, *row.problems, *([ref["summary"]] if ref and ref.get("points") else [])]
 
 
 def shown_overrides(report: Report) -> dict[str, list[str]]:

@@ -150,6 +150,25 @@ def verdict(value: float | None, refs: list[Reference], *, smoke: bool, state: s
     return refs[0].verdict
 
 
+def published_notes(results: Sequence) -> list[str]:
+    """What the verdicts of a test of the released weights mean: the model is the published one, so a number that
+    matches says the data and the evaluation are right, one that misses that one of them differs. Smoke runs,
+    unfinished ones and metrics without a published value say nothing."""
+    from swinctl.guard.reference import METRIC_WORDS
+
+    notes = []
+    for res in results:
+        if res.verdict not in (REPRODUCED, BELOW, ABOVE) or not res.references:
+            continue
+        ref = res.references[0]
+        head = (f"published weights: {res.value:.1f} {METRIC_WORDS.get(res.metric, res.metric)} vs "
+                f"{ref.expected:g} expected")
+        notes.append(f"{head}: data and evaluation OK" if res.verdict == REPRODUCED else
+                     f"{head}: data or evaluation differ (dataset version or split, annotations, test pipeline or "
+                     "metric settings)")
+    return notes
+
+
 # ---------------------------------------------------------------------------------------------- seeds, sweeps
 
 
@@ -167,10 +186,13 @@ def aggregate(runs: list[RunRow], expectations_of: dict[str, Expected | None]) -
     buckets: dict[tuple, list[RunRow]] = {}
     for row in runs:
         rest = tuple(sorted(o for o in row.overrides if not is_seed(o)))
-        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest)
+        # tests of the released weights are not seeds of tests of other weights, nor is a multi-scale + flip test
+        # (its metrics) a seed of a single-scale one
+        tested = (row.published_weights, tuple(r.metric for r in row.results)) if row.kind == "test" else None
+        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest, tested)
         buckets.setdefault(key, []).append(row)
     groups = []
-    for (origin, recipe, kind, smoke, sweep, rest), rows in buckets.items():
+    for (origin, recipe, kind, smoke, sweep, rest, _), rows in buckets.items():
         expectation = expectations_of.get(rows[0].id)
         expectations, tolerance = expectation if expectation else ([], None)
         aggregated = []

@@ -135,6 +135,8 @@ class RunRow:
     deviations: list[str] = field(default_factory=list)
     reference: ReferenceCheck | None = None  # its validations against the recipe's reference log
     tested_by: str | None = None  # the `--test-after` test whose result is judged (not the last validation)
+    published_weights: str | None = None  # a test of the recipe's released checkpoint (its URL or file)
+    notes: list[str] = field(default_factory=list)  # what its verdicts mean, in words (published weights)
     short_id: str | None = _internal()  # as tables show it (full ids in JSON)
 
     def result(self, metric: str) -> MetricResult | None:

@@ -7,7 +7,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from swinctl import results, status
+from swinctl import published, results, status
 from swinctl.report import judging
 from swinctl.report.judging import Expected
 from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError, RunRow
@@ -44,8 +44,11 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
              last: dict[str, float], best: dict[str, tuple[float, results.ValPoint | None]],
              last_at: results.ValPoint | None, expectation: Expected | None,
              metrics: list[str] | None, pick: str, cost: status.Cost | None = None,
-             deviations: list[str] = (), reference: dict | None = None, tested_by: str | None = None) -> RunRow:
-    """One report row from what is known about a run, whatever its origin (ledger, import, W&B)."""
+             deviations: list[str] = (), reference: dict | None = None,
+             published_weights: str | None = None, tested_by: str | None = None) -> RunRow:
+    """One report row from what is known about a run, whatever its origin (ledger, import, W&B).
+    `published_weights`: the released checkpoint a test run evaluated (its verdicts then speak of the data and the
+    evaluation, the only things left to differ). `tested_by`: the `--test-after` test whose result `last` is."""
     expectations, tolerance = expectation if expectation else ([], None)
     incomplete = results.INCOMPLETE in flags
     rows = []
@@ -67,7 +70,8 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
                   elapsed_s=elapsed_s, gpu_hours=gpu_hours, work_dir=work_dir, log_format=log_format,
                   progress=_progress_dict(progress), flags=sorted(flags), problems=problems,
                   verdict=rows[0].verdict if rows else NO_METRICS, results=rows, cost=cost,
-                  deviations=list(deviations), reference=reference, tested_by=tested_by)
+                  deviations=list(deviations), reference=reference, published_weights=published_weights,
+                  notes=judging.published_notes(rows) if published_weights else [], tested_by=tested_by)
 
 
 def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, dict, results.ValPoint | None]:
@@ -141,6 +145,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         problems.append("the ledger says COMPLETED but the logs stop before the end of the schedule")
     if record.error and record.state != "COMPLETED":
         problems.append(record.error.strip().splitlines()[0][:200])
+    weights = published.read_record(record.run_dir) if record.kind == "test" else None
     return make_row(
         id=record.id, origin="ledger", kind=record.kind, recipe=record.recipe, codebase=record.codebase,
         sweep=record.sweep, seed=record.seed, overrides=record.overrides, state=record.state, smoke=record.smoke,
@@ -149,6 +154,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
         expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record, resources),
         tested_by=tested_by, **guard_fields(record.run_dir, record.work_dir, record.deviations, record.smoke),
+        published_weights=(weights or {}).get("published"),
     )
 
 
@@ -201,6 +207,6 @@ def codebase_of(log: results.RunLog) -> str | None:
         names |= set(point.metrics)
     if "bbox_mAP" in names or "segm_mAP" in names:
         return "mmdet"
-    if "mIoU" in names:
+    if "mIoU" in names or f"mIoU_{results.TTA_PREFIX}" in names:
         return "mmseg"
     return None
