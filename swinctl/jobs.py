@@ -25,7 +25,7 @@ from typing import Literal
 
 import submitit
 
-from swinctl import jobstate
+from swinctl import checkpoint_files, jobstate
 from swinctl.errors import UserError
 
 _PACKAGES = {"mmdet": "mmdet", "mmseg": "mmsegmentation"}
@@ -292,6 +292,10 @@ class CodebaseJob(submitit.helpers.Checkpointable):
                        WORLD_SIZE=str(dist.world_size), LOCAL_RANK=str(dist.local_rank))
         elif spec.launcher == "slurm":
             env["MASTER_PORT"] = str(_master_port(job_env.job_id))
+        # A job that died mid-save may have left a temporary file, or (before atomic saves) a partial checkpoint
+        # that last_checkpoint names: clean up and resume from the newest whole checkpoint (every task does this
+        # before its training starts; the result is the same in each).
+        recovered = checkpoint_files.recover(spec.work_dir) if spec.kind == "train" else []
         resume = resume or (spec.kind == "train" and _has_checkpoint(spec.work_dir))
         if spec.after is not None:
             try:
@@ -316,6 +320,8 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             if spec.after is not None:
                 jobstate.add_event(spec.run_dir, "test", f"the {spec.after.pick} checkpoint of "
                                                          f"{spec.after.run_dir.name}: {spec.checkpoint}")
+            for what in recovered:
+                jobstate.add_event(spec.run_dir, "checkpoint", what)
             if resume:
                 jobstate.add_event(spec.run_dir, "resume", f"from {_last_checkpoint(spec.work_dir)}")
         if spec.kind == "train":

@@ -10,6 +10,7 @@ from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+from .atomic_save import install_atomic_saves
 from .preemption import (
                           HOOKS,
                           LOOPS,
@@ -29,6 +30,8 @@ MODEL_WRAPPERS = Registry('model_wrapper', parent=MMENGINE_MODEL_WRAPPERS, scope
 MODEL_WRAPPERS.register_module(module=CPUDistributedDataParallel)
 # Every swinctl config imports this package, so jobs read MMEngine's checkpoints weights-only (safe_load).
 allow_mmengine_checkpoints()
+# Every checkpoint a job writes, and last_checkpoint, goes to a temporary name and is renamed (atomic_save).
+install_atomic_saves()
 # In a job, USR2/SIGTERM then ask for a checkpoint at the end of the iteration (preemption.SignalCheckpointHook).
 install_signal_handlers()
 
