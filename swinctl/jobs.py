@@ -306,6 +306,7 @@ class CodebaseJob(submitit.helpers.Checkpointable):
                     jobstate.add_event(spec.run_dir, "cancelled", str(exc))
                 return {}
         if rank == 0:
+            jobstate.reserve_space(spec.run_dir)  # to record its end even on a disk that fills up meanwhile
             previous = jobstate.read_state(spec.run_dir)
             restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
             if previous is not None and restarts > previous.requeues:
@@ -364,14 +365,32 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             reason = f"{spec.kind} script exited with code {code}"
             if code == jobstate.EXIT_CHECKPOINTED:
                 reason += f" (stopped at a signal after saving {_last_checkpoint(spec.work_dir)})"
-            jobstate.update_state(spec.run_dir, state="FAILED", finished_at=now, elapsed_s=elapsed,
-                                  error=reason + "\n" + "\n".join(self._tail))
-            jobstate.add_event(spec.run_dir, "failed", reason)
-            raise RuntimeError(reason + ":\n" + "\n".join(self._tail))
-        metrics = results.read_work_dir(spec.work_dir).final_metrics()
-        jobstate.update_state(spec.run_dir, state="COMPLETED", finished_at=now, elapsed_s=elapsed, metrics=metrics)
-        jobstate.add_event(spec.run_dir, "completed", "")
+            tail = "\n".join(self._tail)
+            cause = jobstate.no_space_cause(spec.work_dir, tail, look=False)
+            if cause:  # the training's own output filled the disk
+                reason += f": {cause}"
+            self._record_end("failed", reason, state="FAILED", finished_at=now, elapsed_s=elapsed,
+                             error=jobstate.cap(reason + "\n" + tail))
+            raise RuntimeError(reason + ":\n" + tail)
+        # (a NaN or infinite metric is not a result: the host would not fold a state file that held one)
+        metrics = jobstate.finite_metrics(results.read_work_dir(spec.work_dir).final_metrics())
+        self._record_end("completed", "", state="COMPLETED", finished_at=now, elapsed_s=elapsed, metrics=metrics)
         return metrics
+
+    def _record_end(self, event: str, detail: str, **changes) -> None:
+        """The job's last state and event; where even the state cannot be written, its cause goes to stderr (the
+        submit host reads the log's tail) and the job fails with it."""
+        run_dir = self.spec.run_dir
+        try:
+            jobstate.update_state(run_dir, **changes)
+        except jobstate.NoSpaceError as exc:
+            print(f"swinctl job: {exc}", file=sys.stderr, flush=True)
+            raise RuntimeError(f"the job could not record its end ({changes['state']}): {exc}") from None
+        try:
+            jobstate.add_event(run_dir, event, detail)
+        except jobstate.NoSpaceError:
+            pass  # (the state, written, is what the host folds)
+        jobstate.release_space(run_dir)
 
     def checkpoint(self, resume: bool = False) -> submitit.helpers.DelayedSubmission | None:
         """Called by submitit (in the rank-0 task) at USR2, SLURM's warning before the time limit, which may come a

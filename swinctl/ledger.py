@@ -19,7 +19,13 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from swinctl.errors import UserError
-from swinctl.jobstate import ACTIVE_STATES, FINAL_STATES  # noqa: F401  (the ledger's state names, re-exported)
+from swinctl.jobstate import (  # noqa: F401  (ACTIVE_STATES, FINAL_STATES: the ledger's state names, re-exported)
+    ACTIVE_STATES,
+    FINAL_STATES,
+    NO_SPACE,
+    disk_full,
+    finite_metrics,
+)
 
 LEDGER_FILE = "ledger.sqlite"
 SCHEMA_VERSION = 3  # 1: runs + events (no version recorded); 2: + submissions, sweeps, fold bookkeeping, deviations;
@@ -210,13 +216,43 @@ def _to_row(record: RunRecord) -> dict:
 
 
 def _from_row(row: sqlite3.Row) -> RunRecord:
+    """A run from its row. A row some older swinctl (or a hand) wrote badly -- JSON that does not parse, a metric
+    that is no finite number -- still lists: what parses is kept and its `error` says what could not be read
+    (in this record only: the row is not rewritten), so one bad row never hides the others."""
     values = dict(row)
-    for key in _JSON_COLUMNS:
-        values[key] = json.loads(values[key])
+    problems = []
+    for key, default in (("overrides", []), ("metrics", {}), ("deviations", [])):
+        try:
+            values[key] = json.loads(values[key])
+        except (TypeError, ValueError, RecursionError):
+            problems.append(f"{key} is not JSON ({str(values[key])[:40]!r})")
+            values[key] = default
+            continue
+        if not isinstance(values[key], type(default)):
+            problems.append(f"{key} is a JSON {type(values[key]).__name__}")
+            values[key] = default
+    metrics = finite_metrics(values["metrics"])
+    if metrics != values["metrics"]:
+        bad = {k: v for k, v in values["metrics"].items() if k not in metrics}
+        problems.append(f"metrics that are no finite number: {str(bad)[:120]}")
+        values["metrics"] = metrics
     for key in _PATH_COLUMNS:
-        values[key] = Path(values[key])
+        values[key] = Path(str(values[key]))
     values["smoke"] = bool(values["smoke"])
+    if problems:
+        values["error"] = f"ledger row unreadable: {'; '.join(problems)}" + (
+            f"\n{values['error']}" if values.get("error") else "")
     return RunRecord(**values)
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Undo an open transaction, if SQLite has not already (it rolls back itself when a write or COMMIT fails
+    for want of space or I/O, and a second ROLLBACK would only say "no transaction is active")."""
+    if db.in_transaction:
+        try:
+            db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # (the connection closes next, which rolls back whatever is left)
 
 
 class LedgerError(UserError):
@@ -279,10 +315,10 @@ class Ledger:
                     version += 1
                 db.execute("CREATE INDEX IF NOT EXISTS runs_signature ON runs (signature)")
                 db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)
                 raise
-            db.execute("COMMIT")
             for row in db.execute("SELECT token, sweep FROM submissions WHERE folder = ''").fetchall():
                 folder = self.runs_root / "sweeps" / (row["sweep"] or "") / "submitit"
                 db.execute("UPDATE submissions SET folder = ? WHERE token = ?", (str(folder), row["token"]))
@@ -311,6 +347,11 @@ class Ledger:
         if "not a database" in text or "malformed" in text or "corrupt" in text:
             return LedgerError(f"ledger {self.path} is damaged ({text}); move it aside and re-import the runs "
                                "with `swinctl report --import DIR`")
+        io = "disk I/O error" in text or "unable to open" in text
+        if "disk is full" in text or (io and disk_full(self.runs_root)):
+            # (SQLite may end a transaction itself when it cannot write; nothing half-written stays)
+            return LedgerError(f"{NO_SPACE} while writing {self.path} (the ledger is unchanged: free space on the "
+                               f"filesystem of {self.runs_root} and retry)")
         if "readonly" in text or "unable to open" in text:
             return LedgerError(f"ledger {self.path} cannot be written ({text}); check its permissions or pass "
                                "--runs-root DIR")
@@ -323,10 +364,10 @@ class Ledger:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                _rollback(db)  # the error that ended the transaction is the one to report
                 raise
-            db.execute("COMMIT")
 
     def add(self, record: RunRecord) -> RunRecord:
         row = _to_row(record)

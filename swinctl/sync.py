@@ -10,11 +10,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from pathlib import Path
 
 from swinctl import backends, jobstate
 from swinctl.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
 
 _JOB_FIELDS = ("started_at", "finished_at", "elapsed_s", "error")
+UNREADABLE = "job state unreadable: "
+
+
+class _Unreadable(Exception):
+    """The run's job state file is not what a job writes: its run shows why, and nothing of the file is used."""
+
+
+def _read_job(run_dir: Path) -> jobstate.JobState | None:
+    try:
+        return jobstate.load_state(run_dir)
+    except jobstate.JobFileError as exc:
+        raise _Unreadable(jobstate.cap(UNREADABLE + str(exc), 1024)) from None
 
 
 def _from_job(record: RunRecord, job: jobstate.JobState | None) -> dict:
@@ -22,12 +35,16 @@ def _from_job(record: RunRecord, job: jobstate.JobState | None) -> dict:
     if job is None:
         return {}
     changes: dict = {}
+    if job.error is None and (record.error or "").startswith(UNREADABLE):
+        changes["error"] = None  # the job wrote a good state file since
     if job.state in ACTIVE_STATES + FINAL_STATES and job.state != record.state and job.state != "PENDING":
         changes["state"] = job.state
     if job.job_id and record.job_id is None:  # a local sweep runner started it
         changes["job_id"] = job.job_id
     for name in _JOB_FIELDS:
         value = getattr(job, name)
+        if name == "error" and value is not None:
+            value = jobstate.cap(value)
         if value is not None and value != getattr(record, name):
             changes[name] = value
     if job.requeues > record.requeues:
@@ -43,14 +60,24 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
     if observed is None or observed.state == record.state:
         return {}
     if observed.state in FINAL_STATES:
-        job = jobstate.read_state(record.run_dir)  # it may have written its end between our two looks
+        end = {"finished_at": record.finished_at or time.time()}
+        try:
+            job = _read_job(record.run_dir)  # it may have written its end between our two looks
+        except _Unreadable as exc:  # its job ended, its own word on how is lost: the scheduler's state, or FAILED
+            return {**end, "state": "FAILED" if observed.state == "COMPLETED" else observed.state, "error": str(exc)}
         if job is not None and job.state in FINAL_STATES:
             return _from_job(record, job)
         from swinctl.status import error_tail
 
-        tail = error_tail(record)
-        return {"state": observed.state, "finished_at": record.finished_at or time.time(),
-                "error": observed.detail + (f"\n{tail}" if tail else "")}
+        try:
+            tail = error_tail(record)
+        except OSError:
+            tail = ""
+        detail = observed.detail
+        cause = jobstate.no_space_cause(record.run_dir, tail) if observed.state == "FAILED" else None
+        if cause is not None:
+            detail = f"the job could not record its end: {cause}"
+        return {**end, "state": observed.state, "error": jobstate.cap(detail + (f"\n{tail}" if tail else ""))}
     if record.state in ("RUNNING", "REQUEUED") and observed.state == "PENDING":
         return {}  # the scheduler's accounting lags behind a job that already said it runs (or was requeued)
     return {"state": observed.state}
@@ -83,7 +110,10 @@ def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
         if dropped is not None:
             return dropped
     events = jobstate.read_events(record.run_dir, record.events_folded)
-    changes = _from_job(record, jobstate.read_state(record.run_dir))
+    try:
+        changes = _from_job(record, _read_job(record.run_dir))
+    except _Unreadable as exc:  # nothing of the file is folded; the run says why until the job writes a good one
+        changes = {} if record.error == str(exc) else {"error": str(exc)}
     merged = record.__class__(**{**record.__dict__, **changes})
     if merged.is_active and (merged.job_id is not None or merged.submission is not None):
         changes.update(_from_scheduler(ledger, merged))

@@ -233,6 +233,10 @@ STATUS_COLUMNS = (Col("run", wrap=True), Col("recipe", wrap=True, fold=True, dro
                   Col("note", wrap=True, fold=True, drop_empty=True, min_width=20))
 
 
+# a run whose job state file or ledger row cannot be read says so while it runs too (swinctl.sync, swinctl.ledger)
+UNREADABLE = ("job state unreadable:", "ledger row unreadable:")
+
+
 def status_table(rows, *, wide: bool = False) -> FitTable:
     """The runs of `status`: short ids (full with `wide`), one line each where the terminal allows."""
     table = FitTable(*STATUS_COLUMNS, title=f"runs ({time.strftime('%H:%M:%S')})", wide=wide)
@@ -243,8 +247,8 @@ def status_table(rows, *, wide: bool = False) -> FitTable:
         notes = []
         if r.requeues:
             notes.append(Text(f"requeued x{r.requeues}", style="yellow"))
-        if r.error and not r.is_active:
-            notes.append(Text(r.error.strip().splitlines()[0][:160], style="dim"))
+        if r.error and (not r.is_active or r.error.startswith(UNREADABLE)):
+            notes.append(Text(r.error.strip().splitlines()[0][:160], style="red" if r.is_active else "dim"))
         ref = getattr(row, "reference", None)
         if ref and ref.get("points"):  # behind or on its reference log (swinctl.guard.reference)
             notes.append(Text(ref["summary"], style="bold red" if ref.get("behind") else "dim"))
