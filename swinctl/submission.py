@@ -50,10 +50,18 @@ def new_submission(prepared: Sequence, *, folder: Path, sweep: str | None = None
                             folder=str(folder), run_ids=[p.run_id for p in prepared], created_at=time.time())
 
 
+# How far this process got: None (nothing written), "submitting" (run dirs, rows or a job may exist; `status`
+# settles them, `reconcile`), "submitted" -- what an interrupted `run` or `sweep` can truthfully say.
+progress: str | None = None
+
+
 def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, parallel: int) -> Submitted:
     """Write the runs of a recorded submission, submit them, record their job ids."""
+    global progress
     from swinctl import runs
     from swinctl.jobs import JobError
+
+    progress = "submitting"
 
     backend = backends.get(submission.executor)
     for p in prepared:
@@ -72,6 +80,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
     if os.environ.get(KILL_AFTER_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     _record(ledger, submission, submitted, "submitted")
+    progress = "submitted"
     return submitted
 
 
