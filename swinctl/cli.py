@@ -441,14 +441,26 @@ def status(
 
         if as_json:
             print(json.dumps([row.to_json() for row in snapshot()], indent=2))
+            _unreachable_scheduler()
             return
         if not watch:
             console.print(views.status_table(snapshot(), wide=wide))
+            _unreachable_scheduler()
             return
         watch_until_done(snapshot, lambda rows: views.status_table(rows, wide=wide),
                          lambda rows: any(row.record.is_active for row in rows), what="these runs",
                          selector=" ".join(selectors) or ("--all" if all_ else ""),
                          cancel=" ".join(selectors) or "RUN...")
+
+
+def _unreachable_scheduler() -> None:
+    """Once, after the table: the scheduler could not be asked, so the states shown are the last known (exit 1)."""
+    slurm = sys.modules.get("swinctl.backends.slurm")
+    if slurm is not None and slurm.unreachable:
+        err_console.print(f"[yellow]warning:[/] SLURM could not be asked ({slurm.unreachable}): the states shown "
+                          "are the last known; check SLURM_CONF and the controller (sinfo)", highlight=False,
+                          soft_wrap=True, markup=True)
+        raise typer.Exit(1)
 
 
 def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
@@ -457,6 +469,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
 
     if as_json:
         print(json.dumps([row.to_json() for row in sw.sweep_rows(ledger, name)], indent=2))
+        _unreachable_scheduler()
         return
 
     def table(rows):
@@ -465,6 +478,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
 
     if not watch:
         console.print(table(sw.sweep_rows(ledger, name)))
+        _unreachable_scheduler()
         return
     watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
 
