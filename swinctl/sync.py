@@ -48,9 +48,12 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
             return _from_job(record, job)
         from swinctl.status import error_tail
 
-        tail = error_tail(record)
-        return {"state": observed.state, "finished_at": record.finished_at or time.time(),
-                "error": observed.detail + (f"\n{tail}" if tail else "")}
+        tail = error_tail(record) if observed.state != "CANCELLED" else ""  # (a cancel's SIGTERM is no error)
+        changes = {"state": observed.state, "finished_at": record.finished_at or time.time(),
+                   "error": observed.detail + (f"\n{tail}" if tail else "")}
+        if observed.requeues is not None and observed.requeues < record.requeues:
+            changes["requeues"] = observed.requeues  # the job counted the cancel's SIGTERM as a requeue
+        return changes
     if record.state in ("RUNNING", "REQUEUED") and observed.state == "PENDING":
         return {}  # the scheduler's accounting lags behind a job that already said it runs (or was requeued)
     return {"state": observed.state}
