@@ -55,6 +55,27 @@ class _Guard:
         return False
 
 
+class _Interrupts:
+    """Ctrl-C in `run`, `test` or `sweep`: exit 130 with one line that says what was submitted (nothing, before the
+    first submission starts), never a traceback."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if not isinstance(exc, KeyboardInterrupt):
+            return False
+        progress = sys.modules["swinctl.submission"].progress if "swinctl.submission" in sys.modules else None
+        if progress is None:
+            message = "interrupted: nothing submitted"
+        elif progress == "submitted":
+            message = "interrupted: what was submitted goes on; see `swinctl status`"
+        else:
+            message = "interrupted while submitting: `swinctl status` settles what reached the scheduler"
+        err_console.print(f"\n[yellow]{message}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(130)
+
+
 # Defaults that are not a value (an environment variable, "every run") are given as show_default strings: typer
 # prints them as "[default: ...]" itself, where brackets written into the help would be read as rich markup.
 RunsRoot = Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live.",
@@ -130,7 +151,7 @@ def test(
 
 def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
             scale_lr=True, published=False, tta=False, test_after=None) -> None:
-    with _Guard():
+    with _Interrupts(), _Guard():
         from swinctl import backends, runs
         from swinctl.errors import UserError
         from swinctl.guard import show
@@ -197,27 +218,57 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
                 _follow(test_id, prepared.spec.runs_root)
 
 
-def stopped_watching(what: str, selector: str) -> None:
-    """Ctrl-C while watching: the jobs go on; say so and how to get back to them."""
-    console.print(f"\n[yellow]stopped watching[/] {what}: it goes on. [dim]swinctl status {selector} --watch "
-                  f"to watch again, swinctl cancel {selector} to stop it[/]")
+def stopped_watching(what: str, selector: str, cancel: str | None = None) -> None:
+    """Ctrl-C while watching: the jobs go on; say so and how to get back to them (`cancel`: what `swinctl cancel`
+    takes to stop them, when not `selector`)."""
+    watch = " ".join(filter(None, ("swinctl status", selector, "--watch")))
+    console.print(f"\n[yellow]stopped watching[/] {what}: it goes on. [dim]{watch} to watch again, swinctl cancel "
+                  f"{cancel or selector} to stop it[/]")
     raise typer.Exit(130)
 
 
-def watch_until_done(snapshot, render, active, *, what: str, selector: str, interval: float = 2.0) -> None:
+class _EndOnSignals:
+    """While a live display hides the cursor: SIGTERM and SIGHUP end the process through the display's exit (the
+    cursor shown again, the terminal as it was), with the signal's exit status 128+N."""
+
+    SIGNALS = ("SIGTERM", "SIGHUP")
+
+    def __enter__(self):
+        import signal
+
+        def end(signum, frame):
+            raise SystemExit(128 + signum)
+
+        self._previous = {}
+        for name in self.SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                self._previous[number] = signal.signal(number, end)
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        import signal
+
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+        return False
+
+
+def watch_until_done(snapshot, render, active, *, what: str, selector: str, interval: float = 2.0,
+                     cancel: str | None = None) -> None:
     """Redraw `render(snapshot())` every `interval` s until `active(rows)` is false (every `--watch` and `--wait`
-    table). Ctrl-C ends the watching only."""
+    table). Ctrl-C ends the watching only; SIGTERM and SIGHUP end it with the terminal restored."""
     from rich.live import Live
 
     try:
         rows = snapshot()
-        with Live(render(rows), console=console, refresh_per_second=1) as live:
+        with _EndOnSignals(), Live(render(rows), console=console, refresh_per_second=1) as live:
             while active(rows):
                 time.sleep(interval)
                 rows = snapshot()
                 live.update(render(rows))
     except KeyboardInterrupt:
-        stopped_watching(what, selector)
+        stopped_watching(what, selector, cancel)
 
 
 def _follow(run_id: str, root: Path) -> None:
@@ -240,7 +291,7 @@ def _follow(run_id: str, root: Path) -> None:
                TextColumn("iters"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
                TextColumn("{task.fields[note]}"))
     try:
-        with Progress(*columns, console=console, transient=False) as bar:
+        with _EndOnSignals(), Progress(*columns, console=console, transient=False) as bar:
             task = bar.add_task(ledger.get(run_id).kind, total=None, note="starting")
             while True:
                 record = status.refresh(ledger, ledger.get(run_id))
@@ -390,13 +441,26 @@ def status(
 
         if as_json:
             print(json.dumps([row.to_json() for row in snapshot()], indent=2))
+            _unreachable_scheduler()
             return
         if not watch:
             console.print(views.status_table(snapshot(), wide=wide))
+            _unreachable_scheduler()
             return
         watch_until_done(snapshot, lambda rows: views.status_table(rows, wide=wide),
                          lambda rows: any(row.record.is_active for row in rows), what="these runs",
-                         selector=" ".join(selectors) or "--all")
+                         selector=" ".join(selectors) or ("--all" if all_ else ""),
+                         cancel=" ".join(selectors) or "RUN...")
+
+
+def _unreachable_scheduler() -> None:
+    """Once, after the table: the scheduler could not be asked, so the states shown are the last known (exit 1)."""
+    slurm = sys.modules.get("swinctl.backends.slurm")
+    if slurm is not None and slurm.unreachable:
+        err_console.print(f"[yellow]warning:[/] SLURM could not be asked ({slurm.unreachable}): the states shown "
+                          "are the last known; check SLURM_CONF and the controller (sinfo)", highlight=False,
+                          soft_wrap=True, markup=True)
+        raise typer.Exit(1)
 
 
 def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
@@ -405,6 +469,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
 
     if as_json:
         print(json.dumps([row.to_json() for row in sw.sweep_rows(ledger, name)], indent=2))
+        _unreachable_scheduler()
         return
 
     def table(rows):
@@ -413,6 +478,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
 
     if not watch:
         console.print(table(sw.sweep_rows(ledger, name)))
+        _unreachable_scheduler()
         return
     watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
 

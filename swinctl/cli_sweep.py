@@ -62,9 +62,9 @@ def sweep(
     Points that already ran (here or in another sweep: same resolved config) are not trained again; running the
     same command again submits only what never ran (--retry-failed: also what failed; --force: everything).
     """
-    from swinctl.cli import _Guard, console, fail
+    from swinctl.cli import _Guard, _Interrupts, console, fail
 
-    with _Guard():
+    with _Interrupts(), _Guard():
         from swinctl import sweep as sw
 
         space = sw.load_space(spec, grid=grid or [], zip_=zip_ or [], random_n=random_n, random_seed=seed,

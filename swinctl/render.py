@@ -13,6 +13,7 @@ import functools
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -434,8 +435,21 @@ def signature(cfg: Config, world_size: int = 1) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+# Tests: write this file and wait for a signal while rendering the config text (a Ctrl-C that lands mid-render).
+PAUSE_RENDERING = "SWINCTL_TEST_PAUSE_RENDERING"
+
+
 def to_text(cfg: Config) -> str:
-    return cfg.pretty_text
+    if os.environ.get(PAUSE_RENDERING):
+        Path(os.environ[PAUSE_RENDERING]).write_text(str(os.getpid()))
+        while True:
+            time.sleep(0.1)
+    try:
+        return cfg.pretty_text
+    except SyntaxError as exc:  # MMEngine formats with yapf under a bare `except:`, which turns Ctrl-C into this
+        if isinstance(exc.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
+        raise
 
 
 def write(cfg: Config, path: Path) -> Path:

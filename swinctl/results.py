@@ -321,10 +321,26 @@ def _nonfinite(raw: Mapping[str, object]) -> list[str]:
     return out
 
 
+_NOT_JSON_TEXT = re.compile(rb"[\x00-\x08\x0b-\x1f\x7f-\xff]")  # MMEngine's JSON lines are ASCII, no control bytes
+
+
+def _damaged(data: bytes) -> bool:
+    """Whether some line of a JSON-lines file (its partial tail cut off) may not be JSON, at memchr speed: a
+    byte no JSON dump writes, or a line that does not begin with { and end with }. Only then are lines parsed."""
+    if _NOT_JSON_TEXT.search(data):
+        return True
+    lines = data.count(b"\n") + (not data.endswith(b"\n") and bool(data))
+    blank = data.count(b"\n\n") + data.startswith(b"\n")
+    opened = data.count(b"\n{") + data.startswith(b"{")
+    closed = data.count(b"}\n") + data.endswith(b"}")
+    return not (opened == closed == lines - blank)
+
+
 def _unreadable(data: bytes, log: RunLog, path: Path) -> bool:
     """A file none of whose first lines is a JSON object: binary or damaged, not a log. Flags it."""
-    lines = [line for line in data[:65536].split(b"\n")[:8] if line.strip()]
-    if not lines or any(isinstance(_loads(line), dict) for line in lines):
+    # whole lines, however long: a valid log may hold one line of many megabytes (cut, it would not parse)
+    lines = [line for line in data.split(b"\n", 8)[:8] if line.strip()]
+    if not lines or any(line.lstrip().startswith(b"{") and isinstance(_loads(line), dict) for line in lines):
         return False
     log.note(UNREADABLE, f"{path}: binary or damaged throughout, not a log (no line is JSON); skipped")
     return True
@@ -363,7 +379,7 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
     spans = _metric_lines(data, 0, _MMENGINE_MARKERS)
     bad = 0
     train: list[TrainPoint] = []
-    if with_train:
+    if with_train or _damaged(data):  # without the history, lines are parsed only where some look damaged
         skip = {start for start, _ in spans}
         pos = 0
         for line in data.split(b"\n"):
@@ -371,7 +387,7 @@ def _scan_mmengine(data: bytes, log: RunLog, path: Path, with_train: bool, ipe: 
             if start in skip or not line.strip():
                 continue
             parsed = _loads(line)
-            point = _mmengine_train_point(parsed) if parsed is not None else None
+            point = _mmengine_train_point(parsed) if parsed is not None and with_train else None
             if point is not None:
                 train.append(point)
             elif parsed is None:

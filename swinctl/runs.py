@@ -131,12 +131,13 @@ def resources_of(recipe: Recipe) -> Resources:
     )
 
 
-def check_data(recipe: Recipe) -> None:
+def check_data(recipe: Recipe, smoke: bool = False) -> None:
     marker, name = DATA_CHECKS[recipe.data.dataset]
     root = Path(recipe.data.root).expanduser()
     if not (root / marker).exists():
-        raise RecipeError(f"{name} not found at {recipe.data.root} (expected {marker}): "
-                          "pass --set data.root=... or use --smoke")
+        fix = ("drop --set data.root to use the generated demo set, or point it at the dataset" if smoke else
+               "pass --set data.root=... or use --smoke")
+        raise RecipeError(f"{name} not found at {recipe.data.root} (expected {marker}): {fix}")
 
 
 def new_run_id(recipe: Recipe, smoke: bool) -> str:
@@ -211,6 +212,8 @@ def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool) -> tuple[
         recipe = recipes.apply_recipe_overrides(recipe, [("data.root", str(root))])
     if on_recipe:
         recipe = recipes.apply_recipe_overrides(recipe, on_recipe)
+        if smoke and recipe.data.root != str(root):  # --set data.root replaced the demo set: check it as without
+            check_data(recipe, smoke=True)          # --smoke, before anything is written
     return recipe, on_config
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import os
 import secrets
+import shutil
 import signal
 import time
 from collections.abc import Iterator, Sequence
@@ -50,10 +51,18 @@ def new_submission(prepared: Sequence, *, folder: Path, sweep: str | None = None
                             folder=str(folder), run_ids=[p.run_id for p in prepared], created_at=time.time())
 
 
+# How far this process got: None (nothing written), "submitting" (run dirs, rows or a job may exist; `status`
+# settles them, `reconcile`), "submitted" -- what an interrupted `run` or `sweep` can truthfully say.
+progress: str | None = None
+
+
 def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, parallel: int) -> Submitted:
     """Write the runs of a recorded submission, submit them, record their job ids."""
+    global progress
     from swinctl import runs
     from swinctl.jobs import JobError
+
+    progress = "submitting"
 
     backend = backends.get(submission.executor)
     for p in prepared:
@@ -64,14 +73,19 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
         submitted = backend.submit([p.spec for p in prepared], job_name=submission.job_name,
                                    folder=Path(submission.folder), parallel=parallel)
     except Exception as exc:
+        # Nothing reached the scheduler: no half-made run stays behind. Each row stays, clearly marked as never
+        # submitted (CANCELLED, as recovery marks runs that never got there: a sweep submits them again).
+        said = " ".join(str(exc).split()) or type(exc).__name__
         for p in prepared:
-            ledger.update(p.run_id, event="state", state="FAILED", finished_at=time.time(),
-                          error=f"submission failed: {exc}")
+            shutil.rmtree(p.spec.run_dir, ignore_errors=True)
+            ledger.update(p.run_id, event="state", state="CANCELLED", finished_at=time.time(),
+                          error=f"never submitted: {backend.title} refused it: {said}")
         ledger.set_submission(submission.token, state="failed")
-        raise JobError(f"submission to {backend.title} failed: {exc}") from None
+        raise JobError(f"{backend.title} refused the submission, nothing was submitted: {said}") from None
     if os.environ.get(KILL_AFTER_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     _record(ledger, submission, submitted, "submitted")
+    progress = "submitted"
     return submitted
 
 

@@ -70,14 +70,17 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
         from swinctl.status import error_tail
 
         try:
-            tail = error_tail(record)
+            tail = error_tail(record) if observed.state != "CANCELLED" else ""  # (a cancel's SIGTERM is no error)
         except OSError:
             tail = ""
         detail = observed.detail
         cause = jobstate.no_space_cause(record.run_dir, tail) if observed.state == "FAILED" else None
         if cause is not None:
             detail = f"the job could not record its end: {cause}"
-        return {**end, "state": observed.state, "error": jobstate.cap(detail + (f"\n{tail}" if tail else ""))}
+        changes = {**end, "state": observed.state, "error": jobstate.cap(detail + (f"\n{tail}" if tail else ""))}
+        if observed.requeues is not None and observed.requeues < record.requeues:
+            changes["requeues"] = observed.requeues  # the job counted the cancel's SIGTERM as a requeue
+        return changes
     if record.state in ("RUNNING", "REQUEUED") and observed.state == "PENDING":
         return {}  # the scheduler's accounting lags behind a job that already said it runs (or was requeued)
     return {"state": observed.state}

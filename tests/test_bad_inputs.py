@@ -9,6 +9,7 @@ garbage or locked by another connection. Each case runs the real CLI in-process.
 from __future__ import annotations
 
 import os
+import pickle
 import shutil
 import sqlite3
 import subprocess
@@ -50,6 +51,9 @@ def files(tmp_path_factory) -> Path:
     torch.save({"state_dict": detector, "meta": {"iter": 1}}, d / "model.pth")
     torch.save({"state_dict": detector, "evil": Evil(marker)}, d / "evil.pth")
     torch.save({"state_dict": detector, "write": np.ndarray.tofile}, d / "getattr.pth")
+    torch.save({"state_dict": detector, "evil": Evil(marker)}, d / "legacy-evil.pth",
+               _use_new_zipfile_serialization=False)
+    (d / "pickle-evil.pth").write_bytes(pickle.dumps({"state_dict": {}, "evil": Evil(marker)}, protocol=4))
     torch.save(backbone, d / "backbone.pth")
     torch.save({"conv1.weight": torch.zeros(1), "fc.weight": torch.zeros(1)}, d / "resnet.pth")
     torch.save([1, 2, 3], d / "list.pth")
@@ -256,6 +260,13 @@ CASES = [
          "is the source checkpoint"),
     Case("convert-dst-under-file", ["convert-checkpoint", "{f}/backbone.pth", "{f}/a-file/out.pth"],
          "is a file, not a directory"),
+    Case("convert-dst-unwritable", ["convert-checkpoint", "{f}/backbone.pth", "/proc/nope/x.pth"],
+         "/proc/nope/x.pth: cannot write the converted checkpoint there"),
+    Case("convert-legacy-evil", ["convert-checkpoint", "{f}/legacy-evil.pth", "{w}/out.pth"],
+         "will not unpickle (Unsupported global exec)"),
+    Case("convert-pickle-evil", ["convert-checkpoint", "{f}/pickle-evil.pth", "{w}/out.pth"],
+         "will not unpickle (Unsupported global exec)"),
+    Case("ckpt-pickle-evil", [*TEST, "{f}/pickle-evil.pth"], "will not unpickle (Unsupported global exec)"),
     Case("convert-bad-target", ["convert-checkpoint", "{f}/backbone.pth", "{w}/out.pth", "--to", "timm"],
          "--to timm: choose swinctl or mmdet"),
     # ------------------------------------------------------------------ --set syntax
@@ -281,6 +292,11 @@ CASES = [
          "or use --smoke"),
     Case("ade-missing", ["run", "upernet-swin-t", "--executor", "local", "--set", "data.root=/nowhere/ade"],
          "ADE20K not found"),
+    Case("smoke-ade-missing", [*UPER, "--set", "data.root=/nowhere/ade"], "ADE20K not found at /nowhere/ade"),
+    Case("smoke-coco-missing", ["run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--set",
+                                "data.root=/nowhere/coco"], "COCO not found at /nowhere/coco"),
+    Case("smoke-ade-missing-sweep", ["sweep", "upernet-swin-t", "--smoke", "--grid", "optimizer.lr=1e-4,2e-4",
+                                     "--executor", "local", "--set", "data.root=/nowhere/ade"], "ADE20K not found"),
     # ------------------------------------------------------------------ other options
     Case("wandb-bogus", [*UPER, "--wandb", "bogus"], "--wandb bogus: choose one of auto, online, offline, disabled"),
     Case("wandb-bogus-dry", [*UPER, *DRY, "--wandb", "bogus"], "--wandb bogus"),
@@ -309,6 +325,7 @@ CASES = [
     # ------------------------------------------------------------------ runs roots and ledgers
     Case("root-is-file", UPER, "is a file, not a directory", root="{f}/a-file"),
     Case("root-is-file-status", ["status"], "is a file, not a directory", root="{f}/a-file"),
+    Case("root-is-file-report", ["report"], "is a file, not a directory", root="{f}/a-file"),
     Case("root-under-file", UPER, "cannot create the runs root", root="{f}/a-file/runs"),
     Case("root-too-long", UPER, "File name too long", root="{w}/" + "r" * 300),
     Case("root-too-long-status", ["status"], "File name too long", root="{w}/" + "r" * 300),
@@ -528,3 +545,42 @@ def test_a_directory_of_binary_garbage_is_flagged_unreadable(tmp_path, cli, runs
     result = cli("report", "--import", work)
     assert result.exit_code == 0 and "Traceback" not in result.output
     assert "binary or damaged" in " ".join(result.output.split())
+
+
+def test_damaged_lines_inside_scalars_are_flagged_without_the_training_history(tmp_path, cli, runs_root):
+    """A report reads validations only; lines damaged in the middle of the file are still counted and flagged."""
+    from swinctl import results
+
+    work = tmp_path / "damaged"
+    shutil.copytree(FIXTURES / "det_epoch", work)
+    [scalars] = work.glob("*/vis_data/scalars.json")
+    lines = scalars.read_bytes().split(b"\n")
+    lines[1] = lines[1][:40] + b"\x00\x00\x00" + lines[1][60:]  # NULs inside a train line
+    lines[4] = lines[4][12:]  # a line that lost its head
+    scalars.write_bytes(b"\n".join(lines))
+    for train in (True, False):
+        log = results.read_work_dir(work, train=train)
+        assert results.TRUNCATED in log.flags, (train, log.problems)
+        assert "skipped 2 lines that are not JSON" in " ".join(log.problems)
+    healthy = results.read_work_dir(FIXTURES / "det_epoch", train=False)
+    assert results.TRUNCATED not in healthy.flags and not healthy.problems
+    assert "skipped 2 lines" in " ".join(cli("report", "--import", work).output.split())
+
+
+def test_a_valid_log_of_one_long_line_is_read_not_called_damaged(tmp_path):
+    """50 MB of valid JSON in one line (a validation with a huge per-class table) is a log, not binary."""
+    import json
+
+    from swinctl import results
+
+    work = tmp_path / "long"
+    vis = work / "20260101_000000" / "vis_data"
+    vis.mkdir(parents=True)
+    table = {f"class_{i}": "x" * 1000 for i in range(25_000)}
+    val = {"mIoU": 41.5, "aAcc": 80.0, "mAcc": 50.0, "step": 16, **table}
+    text = json.dumps({"lr": 0.01, "loss": 1.0, "iter": 16, "step": 16}) + "\n" + json.dumps(val) + "\n"
+    (vis / "scalars.json").write_text(json.dumps(val) + "\n" + text)
+    assert (vis / "scalars.json").stat().st_size > 50 * 10**6
+    log = results.read_work_dir(work, train=False)
+    assert results.UNREADABLE not in log.flags, log.problems
+    assert log.val and log.val[-1].metrics["mIoU"] == pytest.approx(41.5)

@@ -37,6 +37,7 @@ class Observed:
 
     state: str
     detail: str = ""
+    requeues: int | None = None  # times the scheduler itself requeued the job, where it says (None: unknown)
 
 
 class Backend(ABC):

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import os
 import re
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,6 +30,59 @@ _FINAL = {
 _ACTIVE = {"PENDING": "PENDING", "RUNNING": "RUNNING", "REQUEUED": "REQUEUED", "REQUEUE_HOLD": "REQUEUED",
            "REQUEUE_FED": "REQUEUED", "PREEMPTED": "REQUEUED", "CONFIGURING": "PENDING",
            "COMPLETING": "RUNNING", "SUSPENDED": "RUNNING", "RESIZING": "RUNNING"}
+
+
+def one_line(text: str) -> str:
+    """A SLURM client's multi-line complaint as one line: 'sbatch: error: A; B; Unable to ...'."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    rest = [re.sub(r"^\w+: (error|fatal|warning): ", "", line) for line in lines[1:]]
+    return "; ".join([lines[0], *rest])
+
+
+def controller_error() -> str | None:
+    """What SLURM's client says when its controller cannot be asked (a bad SLURM_CONF, slurmctld down); None when
+    it answers."""
+    try:
+        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+    except FileNotFoundError:
+        return "sinfo is not on PATH"
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer within 30 s"
+    if done.returncode:
+        return one_line(done.stderr) or f"sinfo exited with code {done.returncode}"
+    return None
+
+
+# What sacct said when `status` could not ask it (None: it answered): the CLI says it once, with the last known states.
+unreachable: str | None = None
+
+
+@contextlib.contextmanager
+def _asking_sacct() -> Iterator[None]:
+    """sacct's own stderr and submitit's 'Bypassing sacct error' warnings are kept off the terminal; what they said
+    is kept in `unreachable`."""
+    global unreachable
+    import logging
+
+    logger = logging.getLogger("submitit")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            logger.setLevel(level)
+            captured.seek(0)
+            said = captured.read().decode(errors="replace")
+    if "error" in said:
+        unreachable = one_line("\n".join(line for line in said.splitlines() if line.startswith("sacct")) or said)
 
 
 def slurm_reachable() -> bool:
@@ -125,8 +183,22 @@ def sacct_state(folder: Path, job_id: str) -> str:
 
     fresh = time.monotonic() - _observed.get(job_id, float("-inf")) < _OBSERVED_FOR_S
     job = submitit.SlurmJob(folder=folder, job_id=job_id)
-    raw = job.get_info(mode="cache" if fresh else "force").get("State") or "UNKNOWN"
+    with _asking_sacct():
+        raw = job.get_info(mode="cache" if fresh else "force").get("State") or "UNKNOWN"
     return raw.split()[0].rstrip("+")  # "CANCELLED by 0" -> CANCELLED
+
+
+def _requeues(job_id: str) -> int | None:
+    """How often SLURM requeued (or preempted) the job: its earlier incarnations in `sacct --duplicates`."""
+    try:
+        done = subprocess.run(["sacct", "--duplicates", "--allocations", "--noheader", "--parsable2", "-j", job_id,
+                               "--format", "State"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if done.returncode:
+        return None
+    states = [line.split()[0].rstrip("+") for line in done.stdout.splitlines() if line.strip()]
+    return sum(state in ("REQUEUED", "PREEMPTED", "REQUEUE_HOLD") for state in states)
 
 
 @register
@@ -144,6 +216,10 @@ class SlurmBackend(Backend):
         if not shutil.which("sbatch"):
             raise BackendError("--executor slurm: `sbatch` is not on PATH; use a SLURM login node or "
                                "--executor local")
+        problem = controller_error()  # before anything is written: a bad SLURM_CONF, a controller that is down
+        if problem is not None:
+            raise BackendError(f"--executor slurm: SLURM does not answer ({problem}); check SLURM_CONF and the "
+                               "controller (sinfo), or use --executor local")
 
     def launcher(self, resources) -> str:
         if resources.world_size == 1:
@@ -153,14 +229,20 @@ class SlurmBackend(Backend):
         return "slurm" if resources.gpus else "pytorch"
 
     def submit(self, specs, *, job_name, folder, parallel) -> Submitted:
+        import submitit
+
         from swinctl.jobs import CodebaseJob
 
         executor = _group_executor(specs, job_name, folder, parallel)
-        if len(specs) == 1:
-            jobs = [executor.submit(CodebaseJob(specs[0]))]
-        else:
-            with executor.batch():
-                jobs = [executor.submit(CodebaseJob(spec)) for spec in specs]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # submitit prints sbatch's stderr before raising it
+                if len(specs) == 1:
+                    jobs = [executor.submit(CodebaseJob(specs[0]))]
+                else:
+                    with executor.batch():
+                        jobs = [executor.submit(CodebaseJob(spec)) for spec in specs]
+        except submitit.core.utils.FailedJobError as exc:
+            raise BackendError(one_line(str(exc)) or "sbatch failed without a message") from None
         ids = [str(job.job_id) for job in jobs]
         return Submitted(ids[0].split("_")[0], dict(zip((s.run_id for s in specs), ids, strict=True)))
 
@@ -179,7 +261,8 @@ class SlurmBackend(Backend):
         watcher = submitit.SlurmJob.watcher  # submitit's shared watcher: one sacct for every job registered with it
         for job_id in ids:
             watcher.register_job(job_id)
-        watcher.update()
+        with _asking_sacct():
+            watcher.update()
         now = time.monotonic()
         _observed.update((job_id, now) for job_id in ids)
 
@@ -192,6 +275,9 @@ class SlurmBackend(Backend):
             final = _FINAL[state]
             if final == "COMPLETED":  # finished without writing its result (e.g. killed at the very end)
                 return Observed("FAILED", "SLURM reports COMPLETED but the job did not report metrics")
+            if final == "CANCELLED":  # its SIGTERM reads as a preemption to the job: SLURM counts the real ones
+                return Observed(final, "SLURM state CANCELLED (scancel), not a preemption",
+                                requeues=_requeues(record.job_id))
             return Observed(final, f"SLURM state {state}")
         return Observed(_ACTIVE[state]) if state in _ACTIVE else None
 

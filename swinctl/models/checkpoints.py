@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,11 +121,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         except Exception as error:  # safetensors raises its own SafetensorError for damaged files
             raise CheckpointError(f'{path}: not a readable safetensors file ({_first_line(error)})') from error
     try:
-        checkpoint = safe_load.load(path, mmap=head.startswith(b'PK'))  # mmap: a 1 GB file costs no copy
+        with warnings.catch_warnings():  # torch warns of a plain pickle's protocol before it refuses it
+            warnings.simplefilter('ignore')
+            checkpoint = safe_load.load(path, mmap=head.startswith(b'PK'))  # mmap: a 1 GB file costs no copy
     except Exception as error:
-        if 'Weights only load failed' in str(error) and head.startswith(b'PK'):
+        # a zip checkpoint, a legacy (pre-1.6) one or a bare pickle (whose opcodes torch may refuse before it
+        # reaches a global: then the pickle's own opcodes, read without running them, name it)
+        refused = None if head.startswith(b'PK') else _foreign_global(path)
+        if 'Weights only load failed' in str(error) and ('Unsupported global' in str(error) or refused
+                                                         or head.startswith(b'PK')):
             named = re.search(r'Unsupported global: GLOBAL ([\w.]+)', str(error))
-            what = f'Unsupported global {named.group(1)}' if named else _first_line(error, 'refused')
+            what = (f'Unsupported global {named.group(1)}' if named else f'Unsupported global {refused}' if refused
+                    else _first_line(error, 'refused'))
             raise CheckpointError(
                 f'{path}: holds Python objects besides tensors that swinctl will not unpickle ({what}); '
                 're-save just its state_dict'
@@ -153,6 +161,35 @@ def check_checkpoint(path: str | Path, role: str = 'model') -> str:
         raise CheckpointError(f'{path}: holds {len(tensors)} tensors but no backbone.* keys, so it is not a '
                               'detector/segmentor checkpoint; for backbone weights set model.backbone.pretrained')
     return f'{len(tensors)} tensors' + (f', {layout} layout ({source})' if layout else '')
+
+
+_DATA_MODULES = ('torch', 'collections', 'numpy', 'mmengine', '_codecs')
+
+
+def _foreign_global(path: Path, limit: int = 1 << 26) -> str | None:
+    """The first global a pickle file imports that is not a tensor's or MMEngine's data type (e.g. 'exec'), read
+    from its opcodes without unpickling; None for a file that is no pickle or names none."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with path.open('rb') as handle:
+            for opcode, arg, _ in pickletools.genops(handle):
+                if isinstance(arg, str):
+                    strings = (strings + [arg])[-2:]
+                if opcode.name == 'GLOBAL':
+                    module, _, name = str(arg).partition(' ')
+                elif opcode.name == 'STACK_GLOBAL' and len(strings) == 2:
+                    module, name = strings
+                else:
+                    if handle.tell() > limit:
+                        return None
+                    continue
+                if module.split('.')[0] not in _DATA_MODULES:
+                    return name if module == 'builtins' else f'{module}.{name}'
+    except Exception:  # not a pickle, or a damaged one: torch's own message stands
+        return None
+    return None
 
 
 def _first_line(error: BaseException, containing: str | None = None) -> str:
@@ -430,11 +467,15 @@ def convert_checkpoint_file(
         meta = checkpoint['meta'] | meta
     report.target = to
     report.shape = shape
-    dst.parent.mkdir(parents=True, exist_ok=True)
     partial = dst.with_name(f'.{dst.name}.{os.getpid()}.partial')  # (two processes may convert the same file)
     try:  # a complete file or none: a full disk or Ctrl-C leaves no half-written checkpoint under dst's name
+        dst.parent.mkdir(parents=True, exist_ok=True)
         torch.save({'state_dict': state_dict, 'meta': meta}, partial)
         partial.replace(dst)
+    except OSError as exc:  # /proc/..., a read-only mount, a full disk: not ours to fix
+        partial.unlink(missing_ok=True)
+        raise CheckpointError(f'{dst}: cannot write the converted checkpoint there ({exc.strerror or exc}); '
+                              'choose another path') from None
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
