@@ -139,8 +139,14 @@ def test_on_slurm_the_test_is_a_job_that_depends_on_training(slurm_cluster, tmp_
                             f"{run_id} to end") for run_id in (train.id, test.id))
     assert train.state == test.state == "COMPLETED", (train.error, test.error)
     assert test.metrics["mIoU"] == pytest.approx(train.metrics["mIoU"], abs=1e-6)
-    sacct = subprocess.run(["sacct", "-X", "-n", "-P", "-j", f"{train.job_id},{test.job_id}", "-o",
-                            "JobID,State,Start,End"], capture_output=True, text=True, check=True).stdout.split()
-    times = {line.split("|")[0]: line.split("|") for line in sacct}
-    assert times[train.job_id][1] == times[test.job_id][1] == "COMPLETED", sacct
+
+    def accounted():  # (the job's state file says COMPLETED a moment before its SLURM job ends)
+        out = subprocess.run(["sacct", "-X", "-n", "-P", "-j", f"{train.job_id},{test.job_id}", "-o",
+                              "JobID,State,Start,End"], capture_output=True, text=True, check=True).stdout.split()
+        found = {line.split("|")[0]: line.split("|") for line in out}
+        return found if all(found.get(j, [None, None])[1] == "COMPLETED" for j in (train.job_id, test.job_id)) \
+            else None
+
+    times = wait_for(accounted, 120, "sacct to account both jobs COMPLETED")
+    sacct = list(times.values())
     assert times[test.job_id][2] >= times[train.job_id][3], sacct  # started once training had ended (ISO times)
