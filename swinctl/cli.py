@@ -194,6 +194,7 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
                               soft_wrap=True)
             console.print(show.deviations(prepared.deviations))
             return
+        runs.require_backend(prepared)  # (a scheduler that cannot take the job: its one error line, nothing else)
         console.print(show.deviations(prepared.deviations))
         record, submitted = runs.launch(prepared)
         smoke_note = " [yellow](smoke)[/]" if smoke else ""

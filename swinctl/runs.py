@@ -342,15 +342,20 @@ def materialize(prepared: PreparedRun, submission: str | None = None) -> RunReco
         raise
 
 
-def launch(prepared: PreparedRun):
-    """Submit one run (a sweep of one point: swinctl.submission); returns its ledger row and the submission."""
-    from swinctl import submission
-
-    backend = backends.get(prepared.spec.executor)
+def require_backend(prepared: PreparedRun) -> None:
+    """RecipeError when the run's backend cannot take jobs from here (no sbatch, a controller that does not
+    answer): checked before anything is printed or written."""
     try:
-        backend.require()
+        backends.get(prepared.spec.executor).require()
     except backends.base.BackendError as exc:
         raise RecipeError(str(exc)) from None
+
+
+def launch(prepared: PreparedRun):
+    """Submit one run (a sweep of one point: swinctl.submission); returns its ledger row and the submission.
+    Call `require_backend` first."""
+    from swinctl import submission
+
     ledger = Ledger(prepared.spec.runs_root)
     submitted = submission.submit_one(ledger, prepared)
     return ledger.get(prepared.run_id), submitted

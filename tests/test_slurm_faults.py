@@ -53,6 +53,7 @@ def test_a_bogus_slurm_conf_is_one_error_and_writes_no_run(swinctl, bogus_conf):
     assert result.stderr.startswith("error:") and "Traceback" not in result.output, result.stderr
     assert "SLURM does not answer" in result.stderr and "Parse error" in result.stderr, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout.strip() == "", result.stdout  # nothing before it (the guard's deviations come after)
     assert _left(swinctl.root) == []
     assert not swinctl.root.exists() or Ledger(swinctl.root).list_runs() == []
 
