@@ -37,6 +37,18 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def print_data(text: str, lexer: str) -> None:
+    """YAML or a config, whole: never wrapped or cut, piped or not. Highlighted on a terminal, where lines longer
+    than it are left for the terminal to fold (copying them gives the line back); plain text anywhere else."""
+    if not console.is_terminal:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return
+    from rich.syntax import Syntax
+
+    width = max((len(line) for line in text.splitlines()), default=0)
+    console.print(Syntax(text, lexer, theme="ansi_dark", code_width=max(width, 1)), crop=False, soft_wrap=True)
+
+
 class _Guard:
     """Turn the project's own errors into one clear line and a non-zero exit."""
 
@@ -172,10 +184,9 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
         elif prepared.weights is not None and (published or prepared.weights.converted):
             console.print(escape(prepared.weights.describe()), highlight=False, soft_wrap=True)
         if dry_run:
-            from rich.syntax import Syntax
 
             console.rule(f"[bold]{prepared.run_id}[/] (dry run: nothing submitted)")
-            console.print(Syntax(prepared.config_text, "python", theme="ansi_dark", word_wrap=True))
+            print_data(prepared.config_text, "python")
             console.rule("command")
             console.print(" ".join(prepared.command()), highlight=False, soft_wrap=True)
             spec = prepared.spec
@@ -352,7 +363,6 @@ def show(
 ) -> None:
     """Print the resolved recipe (and, with --config, the rendered MMEngine config)."""
     with _Guard():
-        from rich.syntax import Syntax
 
         from swinctl import recipes, runs
 
@@ -360,13 +370,13 @@ def show(
         if config_overrides and not config:
             keys = ", ".join(key for key, _ in config_overrides)
             fail(f"{keys}: not a recipe field; add --config to check it against the rendered config")
-        console.print(Syntax(recipes.dump_recipe(resolved), "yaml", theme="ansi_dark"))
+        print_data(recipes.dump_recipe(resolved), "yaml")
         if config:
             from swinctl import render
 
             text = render.to_text(render.render(resolved, config_overrides=config_overrides))
             console.rule("rendered config")
-            console.print(Syntax(text, "python", theme="ansi_dark", word_wrap=True))
+            print_data(text, "python")
 
 
 @data_app.command("demo")

@@ -90,3 +90,22 @@ def test_demo_data_is_generated_once(cli, tmp_path):
     stamp = (root / "annotations" / "instances_train2017.json").stat().st_mtime_ns
     assert cli("data", "demo", "coco", "--root", tmp_path).exit_code == 0
     assert (root / "annotations" / "instances_train2017.json").stat().st_mtime_ns == stamp
+
+
+def test_show_piped_is_the_whole_recipe_and_config_never_cut(tmp_path):
+    # a real pipe at 80 columns: the recipe's URLs are longer than that and must come out whole (it is data)
+    env = {"COLUMNS": "80", "PATH": "/usr/bin:/bin", "SWINCTL_DATA": str(tmp_path)}
+    swinctl = [sys.executable, "-m", "swinctl.cli"]
+    shown = subprocess.run([*swinctl, "show", "maskrcnn-swin-t"], capture_output=True, text=True, env=env,
+                           check=True).stdout
+    import yaml
+
+    from swinctl import recipes
+
+    assert yaml.safe_load(shown) == yaml.safe_load(recipes.dump_recipe(recipes.load_recipe("maskrcnn-swin-t")))
+    assert "swin_tiny_patch4_window7_224.pth\n" in shown
+    config = subprocess.run([*swinctl, "show", "maskrcnn-swin-t", "--config"], capture_output=True, text=True,
+                            env=env, check=True).stdout
+    assert max(len(line) for line in config.splitlines()) > 80  # nothing folded or cut to the width
+    assert "'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'" \
+        in config  # (laid out by MMEngine's own formatter, a line of its own)
