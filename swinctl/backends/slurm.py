@@ -41,15 +41,17 @@ def one_line(text: str) -> str:
     return "; ".join([lines[0], *rest])
 
 
-def controller_error() -> str | None:
+def controller_error(timeout: float = 30) -> str | None:
     """What SLURM's client says when its controller cannot be asked (a bad SLURM_CONF, slurmctld down); None when
     it answers."""
     try:
-        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
+        done = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError:
         return "sinfo is not on PATH"
+    except OSError as exc:
+        return f"sinfo could not run: {exc.strerror or exc}"
     except subprocess.TimeoutExpired:
-        return "sinfo did not answer within 30 s"
+        return f"sinfo did not answer within {timeout:g} s"
     if done.returncode:
         return one_line(done.stderr) or f"sinfo exited with code {done.returncode}"
     return None
@@ -87,12 +89,7 @@ def _asking_sacct() -> Iterator[None]:
 
 def slurm_reachable() -> bool:
     """sbatch is installed and a controller answers (an installed client with no cluster is not SLURM)."""
-    if not shutil.which("sbatch"):
-        return False
-    try:
-        return subprocess.run(["sinfo", "-h"], capture_output=True, timeout=5).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    return bool(shutil.which("sbatch")) and controller_error(timeout=5) is None  # (`auto` must decide quickly)
 
 
 def _executor_class(preview: bool):
