@@ -84,7 +84,8 @@ def is_whole(path: str | os.PathLike) -> bool:
         return False
 
 
-def _named(work_dir: Path) -> Path | None:
+def named(work_dir: Path) -> Path | None:
+    """The checkpoint `last_checkpoint` names (None: no such file, or it names nothing)."""
     try:
         text = (work_dir / LAST).read_text().strip()
     except (OSError, UnicodeDecodeError):
@@ -107,13 +108,13 @@ def recover(work_dir: Path) -> list[str]:
         said.append(f"removed {len(temps)} unfinished save(s): {', '.join(sorted(p.name for p in temps))}")
     if not (work_dir / LAST).exists():
         return said
-    named = _named(work_dir)
-    if named is not None and is_whole(named):
+    last = named(work_dir)
+    if last is not None and is_whole(last):
         return said
-    if named is not None and named.exists():
-        size = named.stat().st_size if named.is_file() else 0
-        named.unlink(missing_ok=True)
-        said.append(f"removed {named.name}, a partial checkpoint ({size:,} bytes) an interrupted save left")
+    if last is not None and last.exists():
+        size = last.stat().st_size if last.is_file() else 0
+        last.unlink(missing_ok=True)
+        said.append(f"removed {last.name}, a partial checkpoint ({size:,} bytes) an interrupted save left")
     whole = [p for p in work_dir.iterdir() if _STEP.fullmatch(p.name) and is_whole(p)]
     if not whole:
         (work_dir / LAST).unlink(missing_ok=True)
@@ -121,6 +122,6 @@ def recover(work_dir: Path) -> list[str]:
         return said
     newest = max(whole, key=lambda p: (p.stat().st_mtime, p.name))
     write_atomic(work_dir / LAST, str(newest).encode())
-    said.append(f"{LAST} named {named.name if named else 'nothing readable'}: resuming from {newest.name}, the "
+    said.append(f"{LAST} named {last.name if last else 'nothing readable'}: resuming from {newest.name}, the "
                 "newest whole checkpoint")
     return said

@@ -188,14 +188,12 @@ def write_job_config(spec: JobSpec) -> Path:
 
 
 def _has_checkpoint(work_dir: Path) -> bool:
-    return (work_dir / "last_checkpoint").is_file()
+    return (work_dir / checkpoint_files.LAST).is_file()
 
 
 def _last_checkpoint(work_dir: Path) -> str:
-    try:
-        return Path((work_dir / "last_checkpoint").read_text().strip()).name
-    except OSError:
-        return "none"
+    last = checkpoint_files.named(work_dir)
+    return last.name if last is not None else "none"
 
 
 def _saved(work_dir: Path) -> str:
@@ -232,10 +230,7 @@ def wait_for_training(after: After) -> Path:
             raise NothingToTest(f"not run: training run {after.run_dir.name} saved no best_*.pth in "
                                 f"{after.work_dir}")
         return best[-1]
-    try:
-        last = Path((after.work_dir / "last_checkpoint").read_text().strip())
-    except OSError:
-        last = None
+    last = checkpoint_files.named(after.work_dir)
     if last is None or not last.is_file():
         raise NothingToTest(f"not run: training run {after.run_dir.name} left no last checkpoint in {after.work_dir}")
     return last

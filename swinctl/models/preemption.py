@@ -31,7 +31,7 @@ from mmengine.registry import Registry
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterLoop
 
-from swinctl.checkpoint_files import write_atomic
+from swinctl.checkpoint_files import LAST, write_atomic
 
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='swinctl', locations=['swinctl.models'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='swinctl', locations=['swinctl.models'])
@@ -115,7 +115,7 @@ class SignalCheckpointHook(Hook):
         runner.save_checkpoint(runner.work_dir, filename, meta=dict(epoch=runner.epoch, iter=done),
                                save_optimizer=True, save_param_scheduler=True)
         if runner.rank == 0:  # (the checkpoint is whole under its name: atomic_save renamed it into place)
-            write_atomic(os.path.join(runner.work_dir, 'last_checkpoint'),
+            write_atomic(os.path.join(runner.work_dir, LAST),
                          os.path.join(runner.work_dir, filename).encode())
             write_atomic(os.path.join(runner.work_dir, SIGNAL_MARK), filename.encode())
         names = ', '.join(signal.Signals(s).name for s in dict.fromkeys(_requested)) or 'a peer rank'
