@@ -186,10 +186,10 @@ def resolve(*, checkpoint: Path | None, published: str | None, backbone: dict, t
 
 def write_record(run_dir: Path, weights: TestWeights) -> Path:
     """The run dir's weights.json, written whole or not at all."""
+    from swinctl.checkpoint_files import write_atomic
+
     target = run_dir / RECORD_FILE
-    partial = target.with_name(f".{target.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(weights.to_record(), indent=2) + "\n")
-    os.replace(partial, target)
+    write_atomic(target, (json.dumps(weights.to_record(), indent=2) + "\n").encode())
     return target
 
 
