@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 from swinctl import recipes, report
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.runs.ledger import Ledger, RunRecord
 
 GOAL_S = 1.0
 TS = "20240501_100000"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swinctl.ledger import Ledger  # noqa: E402
 from swinctl.recipes import load_recipe  # noqa: E402
+from swinctl.runs.ledger import Ledger  # noqa: E402
 
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).parent / "results"

@@ -4,7 +4,7 @@ groups that stay alive, each with the job-state files a job writes), in a fresh 
     .venv/bin/python benchmarks/status.py [--runs 1000] [--active 50] [--repeats 3]
 
 The first invocation folds every active run's job files into the ledger; the next ones are the steady state a user
-sees. Ended runs are never looked at again (swinctl.sync), so the time grows with the active runs, not the ledger.
+sees. Ended runs are never looked at again (swinctl.runs.sync), so the time grows with the active runs, not the ledger.
 Goal: at most 2 s for 1,000 runs.
 """
 
@@ -24,8 +24,8 @@ BIN = Path(sys.executable).parent
 
 def fill(root: Path, runs: int, active: int) -> list[subprocess.Popen]:
     """A ledger of `runs` runs; the last `active` are RUNNING local jobs (a sleeping process group each)."""
-    from swinctl import jobstate
-    from swinctl.ledger import Ledger, RunRecord
+    from swinctl.job import files as jobstate
+    from swinctl.runs.ledger import Ledger, RunRecord
 
     ledger = Ledger(root)
     sleepers = []

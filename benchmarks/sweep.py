@@ -66,7 +66,7 @@ def queued(job_name: str, env: dict) -> list[str]:
 
 def one_repeat(points: int, env: dict, index: int) -> dict:
     from swinctl import sweep as sw
-    from swinctl.ledger import Ledger
+    from swinctl.runs.ledger import Ledger
 
     with tempfile.TemporaryDirectory(prefix="swinctl-bench-") as tmp:
         tmp = Path(tmp)
@@ -98,7 +98,7 @@ def phases(points: int, env: dict) -> dict[str, float]:
     """The same sweep in-process, phase by phase (imports already paid)."""
     os.environ.update(env)
     from swinctl import sweep as sw
-    from swinctl.ledger import Ledger
+    from swinctl.runs.ledger import Ledger
 
     with tempfile.TemporaryDirectory(prefix="swinctl-bench-") as tmp:
         root = Path(tmp) / "runs"
@@ -141,7 +141,7 @@ def planning(points: int) -> tuple[float, int]:
 
 def naive(n: int) -> float:
     """Seconds per point through runs.prepare (a full render and format per point)."""
-    from swinctl import runs
+    from swinctl.runs import lifecycle as runs
 
     t = time.perf_counter()
     for i in range(n):

@@ -77,7 +77,7 @@ class _Interrupts:
     def __exit__(self, kind, exc, tb):
         if not isinstance(exc, KeyboardInterrupt):
             return False
-        progress = sys.modules["swinctl.submission"].progress if "swinctl.submission" in sys.modules else None
+        progress = sys.modules["swinctl.runs.submission"].progress if "swinctl.runs.submission" in sys.modules else None
         if progress is None:
             message = "interrupted: nothing submitted"
         elif progress == "submitted":
@@ -164,9 +164,10 @@ def test(
 def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
             scale_lr=True, published=False, tta=False, test_after=None) -> None:
     with _Interrupts(), _Guard():
-        from swinctl import backends, runs
+        from swinctl import backends
         from swinctl.errors import UserError
         from swinctl.guard import show
+        from swinctl.runs import lifecycle as runs
 
         options = dict(overrides=overrides, smoke=smoke, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr,
                        fetch=not dry_run)
@@ -295,7 +296,7 @@ def _follow(run_id: str, root: Path) -> None:
     )
 
     from swinctl import results, status
-    from swinctl.ledger import Ledger
+    from swinctl.runs.ledger import Ledger
 
     ledger = Ledger(root)
     # The "submitted" line above names the run; a short label and bar keep every column readable at 80 columns.
@@ -364,7 +365,8 @@ def show(
     """Print the resolved recipe (and, with --config, the rendered MMEngine config)."""
     with _Guard():
 
-        from swinctl import recipes, runs
+        from swinctl import recipes
+        from swinctl.runs import lifecycle as runs
 
         resolved, config_overrides = runs.resolve_recipe(recipe, list(set_ or []), smoke)
         if config_overrides and not config:
@@ -436,9 +438,10 @@ def status(
     """Show the state, progress, ETA and latest metrics of runs (re-attaching to their jobs)."""
     with _Guard():
         from swinctl import status as st
-        from swinctl import submission, views
-        from swinctl.ledger import Ledger
-        from swinctl.runs import runs_root as root_of
+        from swinctl import views
+        from swinctl.runs import submission
+        from swinctl.runs.ledger import Ledger
+        from swinctl.runs.lifecycle import runs_root as root_of
 
         ledger = Ledger(root_of(runs_root))
         submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
@@ -505,8 +508,8 @@ def logs(
     """Print a run's job log (stdout, or stderr with --err)."""
     with _Guard():
         from swinctl import status as st
-        from swinctl.ledger import Ledger
-        from swinctl.runs import runs_root as root_of
+        from swinctl.runs.ledger import Ledger
+        from swinctl.runs.lifecycle import runs_root as root_of
 
         ledger = Ledger(root_of(runs_root))
         record = st.one(ledger, run_id)
@@ -527,8 +530,8 @@ def cancel(
     """Cancel queued or running runs."""
     with _Guard():
         from swinctl import status as st
-        from swinctl.ledger import Ledger
-        from swinctl.runs import runs_root as root_of
+        from swinctl.runs.ledger import Ledger
+        from swinctl.runs.lifecycle import runs_root as root_of
 
         ledger = Ledger(root_of(runs_root))
         for record, outcome in st.cancel(ledger, run_ids):
@@ -573,7 +576,7 @@ def report(
             rp.check_out(out, fmt)  # before anything is read or written
         if plots is not None:
             rp.check_plots_dir(plots)
-        from swinctl.runs import runs_root as root_of
+        from swinctl.runs.lifecycle import runs_root as root_of
 
         built = rp.build_report(root_of(runs_root), list(selectors or []), metric=metric or None,
                                 pick="best" if best else "last", diff=diff, import_dirs=list(import_dirs or []),

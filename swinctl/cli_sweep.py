@@ -97,8 +97,8 @@ def sweep(
 
 def _dry_run(sw, space, **kwargs) -> None:
     from swinctl.cli import console
-    from swinctl.ledger import LEDGER_FILE, Ledger
-    from swinctl.runs import runs_root
+    from swinctl.runs.ledger import LEDGER_FILE, Ledger
+    from swinctl.runs.lifecycle import runs_root
 
     root = runs_root(kwargs.pop("root"))
     ledger = Ledger(root) if (root / LEDGER_FILE).is_file() else None  # a dry run creates nothing
@@ -137,7 +137,7 @@ def _print_deviations(plan) -> None:
 
 def _follow(sw, plan) -> None:
     from swinctl.cli import console, watch_until_done
-    from swinctl.ledger import Ledger
+    from swinctl.runs.ledger import Ledger
 
     ledger = Ledger(plan.root)
     rows: list = []

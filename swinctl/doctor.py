@@ -107,8 +107,8 @@ def recipe_checks(recipe: str, overrides: list[str], *, scale_lr: bool = True) -
     """`swinctl doctor RECIPE`: the run `swinctl run RECIPE` would submit, against its published setting (the same
     checks as every submission: swinctl.guard), and the state of its reference log. Raises a UserError where a
     submission would be refused (e.g. pretrained weights that do not fit)."""
-    from swinctl import runs
     from swinctl.guard import reference
+    from swinctl.runs import lifecycle as runs
 
     prepared = runs.prepare(recipe, overrides=overrides, executor="local", wandb="disabled", scale_lr=scale_lr)
     spec = reference.spec_of(prepared.recipe.model_dump(mode="json"))

@@ -186,7 +186,7 @@ def resolve(*, checkpoint: Path | None, published: str | None, backbone: dict, t
 
 def write_record(run_dir: Path, weights: TestWeights) -> Path:
     """The run dir's weights.json, written whole or not at all."""
-    from swinctl.checkpoint_files import write_atomic
+    from swinctl.job.checkpoints import write_atomic
 
     target = run_dir / RECORD_FILE
     write_atomic(target, (json.dumps(weights.to_record(), indent=2) + "\n").encode())

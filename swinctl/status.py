@@ -1,7 +1,7 @@
-"""Watching runs: their rows (folded from their jobs by swinctl.sync), progress and ETA, logs, cancellation.
+"""Watching runs: their rows (folded from their jobs by swinctl.runs.sync), progress and ETA, logs, cancellation.
 
 Jobs write their own state into their run directories; whenever someone looks, the ledger is brought up to date
-from those files and from the scheduler (:func:`swinctl.sync.refresh`), so `status` re-attaches to jobs submitted
+from those files and from the scheduler (:func:`swinctl.runs.sync.refresh`), so `status` re-attaches to jobs submitted
 by earlier invocations from the ledger alone.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from swinctl import results
 from swinctl.errors import UserError
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.runs.ledger import Ledger, RunRecord
 
 ERROR_TAIL = 20
 
@@ -32,8 +32,8 @@ def error_tail(record: RunRecord, lines: int = ERROR_TAIL) -> str:
 
 
 def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
-    """Bring an active run's ledger row in line with its job and its scheduler (:func:`swinctl.sync.refresh`)."""
-    from swinctl import sync
+    """Bring an active run's ledger row in line with its job and its scheduler (:func:`swinctl.runs.sync.refresh`)."""
+    from swinctl.runs import sync
 
     return sync.refresh(ledger, record)
 
@@ -218,7 +218,7 @@ def select(ledger: Ledger, selectors: list[str], everything: bool = False) -> li
 
 
 def collect(ledger: Ledger, selectors: list[str], everything: bool = False) -> list[StatusRow]:
-    from swinctl import sync
+    from swinctl.runs import sync
 
     shorts = short_ids(r.id for r in ledger.list_runs())
     records = sync.refresh_all(ledger, select(ledger, selectors, everything))

@@ -233,7 +233,7 @@ STATUS_COLUMNS = (Col("run", wrap=True), Col("recipe", wrap=True, fold=True, dro
                   Col("note", wrap=True, fold=True, drop_empty=True, min_width=20))
 
 
-# a run whose job state file or ledger row cannot be read says so while it runs too (swinctl.sync, swinctl.ledger)
+# a run whose job state file or ledger row cannot be read says so while it runs too (swinctl.runs.sync, .ledger)
 UNREADABLE = ("job state unreadable:", "ledger row unreadable:")
 
 

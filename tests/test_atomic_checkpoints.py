@@ -24,11 +24,12 @@ from mmengine.runner import save_checkpoint
 from typer.testing import CliRunner
 
 import swinctl.models  # noqa: F401  (installs the atomic saves, as every job's custom_imports does)
-from swinctl import checkpoint_files, jobstate
 from swinctl.backends import local
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.job import checkpoints as checkpoint_files
+from swinctl.job import files as jobstate
 from swinctl.models import safe_load
+from swinctl.runs.ledger import Ledger
 
 try:
     from polling import wait_for

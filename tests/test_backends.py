@@ -2,7 +2,7 @@
 submitter crashes -- the state machine the local and SLURM backends share (as submitit tests itself against a
 mocked cluster; the real clusters are in test_local_slurm / test_slurm_runs / test_sweep_slurm).
 
-The fake scheduler is a dict the test scripts; the job's side is written with swinctl.jobstate, exactly as
+The fake scheduler is a dict the test scripts; the job's side is written with swinctl.job.files, exactly as
 CodebaseJob writes it on a compute node.
 """
 
@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from swinctl import backends, jobstate, status, submission, sync
+from swinctl import backends, status
 from swinctl.backends.base import Backend, Observed, Submitted, register
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.job import files as jobstate
+from swinctl.runs import submission, sync
+from swinctl.runs.ledger import Ledger, RunRecord
 
 
 class FakeBackend(Backend):

@@ -23,8 +23,8 @@ import pytest
 import torch
 import yaml
 
-from swinctl.ledger import Ledger, RunRecord
 from swinctl.recipes import RECIPES_DIR
+from swinctl.runs.ledger import Ledger, RunRecord
 
 RECIPE = (RECIPES_DIR / "upernet-swin-t.yaml").read_text()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 
 def test_cli_start_imports_no_torch_or_openmmlab():
@@ -64,7 +64,7 @@ def test_cpu_tasks_run_through_the_gloo_shim(cli, no_slurm_client):
                  "--set", "resources.time_limit=1", "--dry-run")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
-    assert "-m swinctl.cpu_dist" in out and "--launcher pytorch" in out
+    assert "-m swinctl.job.cpu_dist" in out and "--launcher pytorch" in out
     assert "model_wrapper_cfg.type=swinctl.CPUDistributedDataParallel env_cfg.dist_cfg.backend=gloo" in out
     # a 1-minute limit (a bare number is minutes) still gets its USR2 before slurmctld's 30-s check kills it
     assert "#SBATCH --ntasks-per-node=2" in out and "#SBATCH --time=1 " in out and "#SBATCH --signal=USR2@10" in out

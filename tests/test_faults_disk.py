@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from swinctl import jobstate
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.job import files as jobstate
+from swinctl.runs.ledger import Ledger, RunRecord
 
 try:
     from polling import wait_for

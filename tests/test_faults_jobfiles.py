@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from swinctl import jobstate
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.job import files as jobstate
+from swinctl.runs.ledger import Ledger, RunRecord
 
 
 def _add(root: Path, name: str, state: str, job_id: str | None = None, **fields) -> RunRecord:
@@ -114,7 +114,8 @@ def test_a_state_file_made_good_again_is_folded_and_the_note_goes(cli, runs_root
 
 def test_a_job_does_not_crash_at_its_end_on_a_bad_state_file(tmp_path):
     """The job reads its own previous state in `_finish`: a bad file is replaced by its end, never a TypeError."""
-    from swinctl.jobs import CodebaseJob, JobSpec, Resources
+    from swinctl.job.spec import JobSpec, Resources
+    from swinctl.job.task import CodebaseJob
 
     run_dir = tmp_path / "run"
     (run_dir / "work_dir").mkdir(parents=True)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 TINY_BACKBONE = dict(embed_dims=16, depths=[1, 1, 1, 1], num_heads=[1, 2, 4, 8], window_size=4)
 
@@ -60,7 +60,7 @@ def test_no_scale_lr_keeps_the_rate_and_says_what_to_expect(cli, runs_root, coco
 
 
 def test_the_published_batch_renders_no_scaling_and_other_changes_are_named(tmp_path, coco):
-    from swinctl import runs
+    from swinctl.runs import lifecycle as runs
 
     prepared = runs.prepare("maskrcnn-swin-t", overrides=[f"data.root={coco}", "schedule.max_epochs=6",
                                                           "optimizer.lr=2e-4", "model.backbone.drop_path_rate=0.1",
@@ -76,7 +76,7 @@ def test_the_published_batch_renders_no_scaling_and_other_changes_are_named(tmp_
 
 
 def test_deviations_are_recorded_in_the_ledger_and_the_run_dir(tmp_path, coco):
-    from swinctl import runs
+    from swinctl.runs import lifecycle as runs
 
     prepared = runs.prepare("maskrcnn-swin-t", overrides=[f"data.root={coco}", "resources.gpus=4",
                                                           "resources.gpus_per_node=4"],

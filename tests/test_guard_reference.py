@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from swinctl import recipes
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.runs.ledger import Ledger, RunRecord
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 RUN_LOG = LOGS / "mmcv1" / "maskrcnn_1x"  # an MMDet 2.x Mask R-CNN Swin-T log.json: epochs 1-3 at 28.3/35.6/42.6

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from polling import wait_for
 
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
 HIDE, SHOW = b"\x1b[?25l", b"\x1b[?25h"
@@ -66,7 +66,8 @@ def test_ctrl_c_inside_mmengines_formatter_stays_an_interrupt(monkeypatch):
     """MMEngine formats the config with yapf under a bare `except:` that turns Ctrl-C into a SyntaxError."""
     import mmengine.config.config as mmconfig
 
-    from swinctl import render, runs
+    from swinctl import render
+    from swinctl.runs import lifecycle as runs
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt

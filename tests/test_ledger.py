@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from swinctl.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger, LedgerError, RunRecord
+from swinctl.runs.ledger import LEDGER_FILE, SCHEMA_VERSION, Ledger, LedgerError, RunRecord
 
 
 def _record(root, run_id: str, state: str) -> RunRecord:

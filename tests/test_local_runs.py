@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from swinctl import results, sync
+from swinctl import results
 from swinctl.backends import local
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.runs import sync
+from swinctl.runs.ledger import Ledger
 
 try:
     from polling import wait_for

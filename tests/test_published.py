@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from swinctl import published, recipes
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 try:
     from slurm_cluster import slurm_cluster  # noqa: F401  (fixture; see tests/slurm_cluster.py for the import)

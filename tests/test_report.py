@@ -17,8 +17,8 @@ import pytest
 from PIL import Image
 
 from swinctl import recipes, report
-from swinctl.ledger import Ledger, RunRecord
 from swinctl.report import ABOVE, BELOW, INCOMPLETE, NO_METRICS, NO_REFERENCE, REPRODUCED, RUNNING, SMOKE
+from swinctl.runs.ledger import Ledger, RunRecord
 
 LOGS = Path(__file__).parent / "fixtures" / "logs"
 SEED_README, METAFILE = "seed README (MIM Swin example)", "MMDet 3.x metafile"

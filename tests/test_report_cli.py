@@ -13,7 +13,7 @@ import pytest
 from test_report import Runs, det
 
 from swinctl import report, status
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 
 def words(text: str) -> str:

@@ -13,9 +13,10 @@ from polling import wait_for
 from slurm_cluster import slurm_cluster  # noqa: F401  (fixture)
 from typer.testing import CliRunner
 
-from swinctl import jobstate, sync
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.job import files as jobstate
+from swinctl.runs import sync
+from swinctl.runs.ledger import Ledger
 
 pytestmark = pytest.mark.slurm
 
@@ -94,7 +95,7 @@ def test_an_outside_scancel_is_a_cancel_not_a_preemption(swinctl):
     ledger = Ledger(swinctl.root)
     [record] = ledger.list_runs()
     wait_for(lambda: sync.refresh(ledger, ledger.get(record.id)).state == "RUNNING", 120, "the job to start")
-    # What the job writes when it catches scancel's SIGTERM in time (swinctl.jobs: `_record_requeue`); here it
+    # What the job writes when it catches scancel's SIGTERM in time (swinctl.job.task: `_record_requeue`); here it
     # usually dies first (KillWait=5), so it is written for it: the test then always meets the case to get right.
     jobstate.update_state(record.run_dir, state="REQUEUED", requeues=1)
     jobstate.add_event(record.run_dir, "requeue", "SIGTERM (preemption or requeue): training did not stop in time")

@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from swinctl import jobstate, results, sync
+from swinctl import results
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.job import files as jobstate
+from swinctl.runs import sync
+from swinctl.runs.ledger import Ledger
 
 try:
     from polling import wait_for

@@ -7,8 +7,8 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.smoke import GOALS, learning_run
-from swinctl.ledger import Ledger
 from swinctl.recipes import load_recipe
+from swinctl.runs.ledger import Ledger
 
 # The split each codebase's validation loader must read (never the one it trains on).
 SPLITS = {"upernet-swin-t": ("images/validation", "images/training"),

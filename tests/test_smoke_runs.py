@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import yaml
 
 from swinctl import recipes
 from swinctl import sweep as sw
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
 # UperNet smoke cut to 4 iterations: trains and evaluates mIoU in ~20-40 s on 2 cores.
@@ -121,7 +121,8 @@ def test_sweep_files_load_and_their_recipes_resolve():
 
 def test_fast_path_writes_what_the_ordinary_path_renders(tmp_path):
     """One render per recipe variant + per-point placeholders == render() of each point with its own context."""
-    from swinctl import render, runs
+    from swinctl import render
+    from swinctl.runs import lifecycle as runs
 
     space = sw.load_space("upernet-swin-t", smoke=True, grid=["optim_wrapper.optimizer.lr=1e-4,2e-4",
                                                               "model.backbone.drop_path_rate=0.1,0.3"],

@@ -21,7 +21,7 @@ except ImportError:  # pragma: no cover
     from tests.slurm_cluster import slurm_cluster  # noqa: F401
 
 from swinctl import sweep as sw
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 pytestmark = pytest.mark.slurm
 

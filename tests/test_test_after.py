@@ -11,9 +11,9 @@ import subprocess
 import pytest
 from typer.testing import CliRunner
 
-from swinctl import sync
 from swinctl.cli import app
-from swinctl.ledger import Ledger
+from swinctl.runs import sync
+from swinctl.runs.ledger import Ledger
 
 try:
     from polling import wait_for

@@ -17,7 +17,7 @@ from rich.text import Text
 from test_report import Runs, det
 
 from swinctl import report, status, views
-from swinctl.ledger import Ledger
+from swinctl.runs.ledger import Ledger
 
 WIDTHS = (80, 100)
 
@@ -187,8 +187,8 @@ def test_cli_status_all_and_report_fit(ledger_runs, width):
 
 def test_one_set_of_run_state_names():
     """The report judges, and the CLI colours, the ledger's states (plus the report's IMPORTED), no others."""
-    from swinctl.ledger import ACTIVE_STATES, FINAL_STATES
     from swinctl.report import model
+    from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES
 
     assert set(views.STATE_STYLES) == {*ACTIVE_STATES, *FINAL_STATES, model.IMPORTED}
     assert model.ACTIVE == ACTIVE_STATES and set(model.ENDED_EARLY) == set(FINAL_STATES) - {"COMPLETED"}

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from swinctl import recipes, render, zoo
 from swinctl.cli import app
-from swinctl.ledger import Ledger
 from swinctl.models import SwinTransformer
+from swinctl.runs.ledger import Ledger
 
 ALL = sorted(recipes.available())
 ZOO = sorted(name for name, path in recipes.available().items() if path.parent.name == "zoo")

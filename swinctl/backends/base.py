@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, ClassVar
 from swinctl.errors import UserError
 
 if TYPE_CHECKING:  # (jobs imports submitit; the CLI must start without it)
-    from swinctl.jobs import JobSpec, Resources
-    from swinctl.ledger import RunRecord, SubmissionRecord
+    from swinctl.job.spec import JobSpec, Resources
+    from swinctl.runs.ledger import RunRecord, SubmissionRecord
 
 BACKENDS: dict[str, type[Backend]] = {}
 AUTO_ORDER = ("slurm", "local")  # what `--executor auto` tries, in order

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from swinctl import jobstate
 from swinctl.backends.base import Backend, Observed, Submitted, register
+from swinctl.job import files as jobstate
 
 if TYPE_CHECKING:
-    from swinctl.jobs import JobSpec, Resources
+    from swinctl.job.spec import JobSpec, Resources
 
 _GROUPS_TTL_S = 0.5
 _groups_cache: tuple[float, frozenset[int]] = (0.0, frozenset())
@@ -108,7 +108,7 @@ def _session_executor(folder: Path, resources: Resources):
 
 def start(spec: JobSpec):
     """Start one run's job in its own session; returns submitit's LocalJob (its job id is the process group)."""
-    from swinctl.jobs import CodebaseJob
+    from swinctl.job.task import CodebaseJob
 
     return _session_executor(spec.submitit_dir, spec.resources).submit(CodebaseJob(spec))
 
@@ -167,7 +167,7 @@ class LocalBackend(Backend):
         if len(specs) == 1:
             job = start(specs[0])
             return Submitted(str(job.job_id), {specs[0].run_id: str(job.job_id)})
-        from swinctl.jobs import Resources
+        from swinctl.job.spec import Resources
 
         first = specs[0].resources
         runner = Resources(cpus_per_task=1, timeout_min=sum(s.resources.timeout_min for s in specs) + 60,

@@ -20,7 +20,7 @@ from swinctl.backends.base import Backend, BackendError, Observed, Submitted, re
 if TYPE_CHECKING:
     import submitit
 
-    from swinctl.jobs import JobSpec
+    from swinctl.job.spec import JobSpec
 
 # SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
 _FINAL = {
@@ -221,14 +221,14 @@ class SlurmBackend(Backend):
     def launcher(self, resources) -> str:
         if resources.world_size == 1:
             return "none"
-        # GPU tasks: MMEngine reads SLURM_PROCID/NTASKS/NODELIST; CPU tasks join a gloo group (swinctl.cpu_dist)
+        # GPU tasks: MMEngine reads SLURM_PROCID/NTASKS/NODELIST; CPU tasks join a gloo group (swinctl.job.cpu_dist)
         # from the env submitit's TorchDistributedEnvironment exports.
         return "slurm" if resources.gpus else "pytorch"
 
     def submit(self, specs, *, job_name, folder, parallel) -> Submitted:
         import submitit
 
-        from swinctl.jobs import CodebaseJob
+        from swinctl.job.task import CodebaseJob
 
         executor = _group_executor(specs, job_name, folder, parallel)
         try:

@@ -1,4 +1,4 @@
-"""Every checkpoint a job writes goes to a temporary name, is flushed and renamed (swinctl.checkpoint_files).
+"""Every checkpoint a job writes goes to a temporary name, is flushed and renamed (swinctl.job.checkpoints).
 
 MMEngine saves every checkpoint -- CheckpointHook's periodic and best ones, SignalCheckpointHook's, a published
 one -- through ``get_file_backend(path).put(bytes, path)``, and for a local path that is the backend registered as
@@ -18,7 +18,7 @@ from mmengine.fileio import io as mmengine_io
 from mmengine.fileio.backends import LocalBackend, register_backend
 from mmengine.hooks import checkpoint_hook
 
-from swinctl.checkpoint_files import LAST, write_atomic
+from swinctl.job.checkpoints import LAST, write_atomic
 
 
 class AtomicLocalBackend(LocalBackend):

@@ -1,7 +1,7 @@
 """Checkpoint at the scheduler's signal, and resume from it to the same weights an uninterrupted run gets.
 
 SLURM warns a job with USR2 before its time limit and stops it with SIGTERM when it preempts it. In a job
-(`SWINCTL_SIGNAL_CHECKPOINT=1`, set by swinctl.jobs) either signal only raises a flag; `SignalCheckpointHook` saves
+(`SWINCTL_SIGNAL_CHECKPOINT=1`, set by swinctl.job.task) either signal only raises a flag; `SignalCheckpointHook` saves
 an iteration-exact checkpoint at the end of the current iteration -- with the random states of torch, numpy and
 Python -- and the training exits with `EXIT_CHECKPOINTED`, so the requeued job resumes exactly there. Without
 this, a requeue loses everything since the last periodic checkpoint, and a time limit shorter than the checkpoint
@@ -31,15 +31,14 @@ from mmengine.registry import Registry
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterLoop
 
-from swinctl.checkpoint_files import LAST, write_atomic
+from swinctl.job.checkpoints import LAST, SIGNAL_MARK, write_atomic
+from swinctl.job.checkpoints import SIGNAL_CHECKPOINT_ENV as ENV_FLAG
+from swinctl.job.files import EXIT_CHECKPOINTED
 
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='swinctl', locations=['swinctl.models'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='swinctl', locations=['swinctl.models'])
 
-ENV_FLAG = 'SWINCTL_SIGNAL_CHECKPOINT'
-EXIT_CHECKPOINTED = 75  # == swinctl.jobstate.EXIT_CHECKPOINTED (the job reads it; this side needs no jobstate)
 RNG_KEY = 'swinctl_rng'
-SIGNAL_MARK = '.signal_checkpoint'  # in the work dir: the checkpoint saved at the last signal (read by swinctl.jobs)
 
 _requested: list[int] = []  # the signals that asked for a checkpoint (the handler only appends)
 _main_pid = os.getpid()

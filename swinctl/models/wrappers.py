@@ -1,4 +1,4 @@
-"""A DDP wrapper for CPU process groups (see swinctl.cpu_dist)."""
+"""A DDP wrapper for CPU process groups (see swinctl.job.cpu_dist)."""
 
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ from typing import Literal
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
 from swinctl.errors import UserError
-from swinctl.ledger import ACTIVE_STATES, FINAL_STATES
+from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES
 from swinctl.status import Cost
 
 SCHEMA_VERSION = 1

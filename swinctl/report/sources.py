@@ -113,7 +113,7 @@ def guard_fields(run_dir: Path, work_dir: Path, recorded: list[dict] | None, smo
 
 def ledger_records(root: Path) -> list:
     """Every run of the ledger under `root` ([] when there is none: a report never creates one)."""
-    from swinctl.ledger import Ledger, open_runs_root
+    from swinctl.runs.ledger import Ledger, open_runs_root
 
     if root.exists() and not root.is_dir():
         open_runs_root(root)  # raises what `status` and `run` say of a runs root that is a file

@@ -3,7 +3,7 @@ arrays (or a local runner), resumable after a crash.
 
 - :mod:`.space`: the space's grammar (grid, zip, random, seeds, ties; sweep files);
 - :mod:`.plan`: every point rendered, checked and signed, then marked submit or skip;
-- :mod:`.submit`: under the runs root's lock, the lifecycle `run` shares (swinctl.submission);
+- :mod:`.submit`: under the runs root's lock, the lifecycle `run` shares (swinctl.runs.submission);
 - :mod:`.table`: the sweep's and the plan's tables.
 """
 

@@ -110,7 +110,8 @@ class _Renderer:
     Signatures come from each point's own config, so they are exactly what `run --set ...` computes."""
 
     def __init__(self, space: Space, name: str, *, executor: str, wandb: str, root: Path, scale_lr: bool = True):
-        from swinctl import guard, render, runs
+        from swinctl import guard, render
+        from swinctl.runs import lifecycle as runs
 
         runs.check_wandb_mode(wandb)
         self.base, self.config_items = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
@@ -131,7 +132,8 @@ class _Renderer:
     def variant(self, recipe_texts: tuple[str, ...]):
         """(recipe, rendered config, resources, deviations) of the base recipe with these recipe-field overrides."""
         if recipe_texts not in self.variants:
-            from swinctl import guard, render, runs
+            from swinctl import guard, render
+            from swinctl.runs import lifecycle as runs
 
             recipe = self.base
             if recipe_texts:
@@ -146,7 +148,8 @@ class _Renderer:
 
     def points(self, split: list[tuple[tuple[str, ...], list[tuple[str, Any]]]], values_list: list[dict],
                run_ids: list[str]) -> list:
-        from swinctl import guard, render, runs
+        from swinctl import guard, render
+        from swinctl.runs import lifecycle as runs
 
         configs, leaves, found, checked = [], [], [], set()
         for recipe_texts, config_values in split:
@@ -196,7 +199,7 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
          retry_failed: bool = False, force: bool = False, split_arrays: bool = False, ledger=None,
          scale_lr: bool = True) -> Plan:
     """Render and check every point; with a ledger, also decide which to submit. Writes nothing."""
-    from swinctl import runs
+    from swinctl.runs import lifecycle as runs
 
     root = runs.runs_root(root)
     base, _ = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
@@ -285,7 +288,7 @@ def _serving(records: list) -> tuple[Any, Any]:
 
 def decide(plan_: Plan, ledger, *, retry_failed: bool, force: bool) -> None:
     """Mark each point submit or skip, from the runs the ledger holds with the same signature."""
-    from swinctl import sync
+    from swinctl.runs import sync
 
     wanted = {p.signature for p in plan_.points}
     by_signature: dict[str, list] = {}

@@ -1,6 +1,6 @@
 """Submitting a sweep: under the runs root's lock, settle what an interrupted invocation left, decide again, then
 record the sweep and its submissions and hand each group of points to the backend as one submission (a SLURM job
-array with `--max-parallel` as its `%` limit, or a local runner) -- the lifecycle `run` uses (swinctl.submission).
+array with `--max-parallel` as its `%` limit, or a local runner) -- the lifecycle `run` uses (swinctl.runs.submission).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from swinctl.ledger import SweepPoint
+from swinctl.runs.ledger import SweepPoint
 from swinctl.sweep.plan import Plan, PointPlan, check_existing, decide, plan, spec_json, sweep_dir
 from swinctl.sweep.space import Space, SweepError
 
@@ -32,7 +32,7 @@ def _points(plan_: Plan) -> list[SweepPoint]:
 
 def submit(plan_: Plan, ledger) -> list[Submission]:
     """Record the sweep and every point marked `submit`, then submit each resource group as one submission."""
-    from swinctl import submission
+    from swinctl.runs import submission
 
     groups: list[list[PointPlan]] = plan_.groups()
     folder = sweep_dir(plan_.root, plan_.name) / "submitit"
@@ -53,8 +53,9 @@ def run_sweep(space: Space, *, executor: str = "auto", wandb: str = "auto", root
               retry_failed: bool = False, force: bool = False, split_arrays: bool = False, yes: bool = False,
               scale_lr: bool = True) -> tuple[Plan, list[Submission], list[str]]:
     """Plan, reconcile, decide and submit under the runs root's lock. Returns (plan, submissions, notes)."""
-    from swinctl import runs, submission
-    from swinctl.ledger import Ledger
+    from swinctl.runs import lifecycle as runs
+    from swinctl.runs import submission
+    from swinctl.runs.ledger import Ledger
 
     # Everything that can be wrong with the input is found before the ledger is touched.
     checked = plan(space, executor=executor, wandb=wandb, root=root, split_arrays=split_arrays, scale_lr=scale_lr)

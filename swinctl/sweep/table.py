@@ -24,7 +24,8 @@ class SweepRow:
 
 def sweep_rows(ledger, name: str) -> list[SweepRow]:
     """One row per point of sweep `name`, with the live state of the run that serves it (refreshed)."""
-    from swinctl import status, sync
+    from swinctl import status
+    from swinctl.runs import sync
 
     points = ledger.sweep_points(name)
     if not points and ledger.get_sweep(name) is None:

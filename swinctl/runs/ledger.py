@@ -2,7 +2,7 @@
 
 Only the submit host writes it (the process that submits, and the ones that look: `status`, `run --wait`,
 `report`, `sweep`). Jobs never open it: they write their own state into their run directory
-(:mod:`swinctl.jobstate`) and the next look folds that in (:mod:`swinctl.sync`). So it uses SQLite's rollback
+(:mod:`swinctl.job.files`) and the next look folds that in (:mod:`swinctl.runs.sync`). So it uses SQLite's rollback
 journal, not WAL, whose shared memory does not work over NFS/Lustre/GPFS or across hosts; a busy timeout queues
 concurrent swinctl processes on its lock. Every table is created and migrated here, under a schema version.
 """
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 from swinctl.errors import UserError
-from swinctl.jobstate import (  # noqa: F401  (ACTIVE_STATES, FINAL_STATES: the ledger's state names, re-exported)
+from swinctl.job.files import (  # noqa: F401  (ACTIVE_STATES, FINAL_STATES: the ledger's state names, re-exported)
     ACTIVE_STATES,
     FINAL_STATES,
     NO_SPACE,

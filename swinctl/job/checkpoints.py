@@ -20,6 +20,10 @@ import zipfile
 from pathlib import Path
 
 LAST = "last_checkpoint"  # MMEngine's file naming the newest checkpoint
+# The job sets this in training's environment to turn SignalCheckpointHook on (swinctl.models.preemption).
+SIGNAL_CHECKPOINT_ENV = "SWINCTL_SIGNAL_CHECKPOINT"
+# In the work dir: the checkpoint saved at the last signal (written by the hook, read by the job).
+SIGNAL_MARK = ".signal_checkpoint"
 _TEMP = re.compile(r".+\.tmp-\d+")
 _STEP = re.compile(r"(?:iter|epoch)_\d+\.pth")  # what MMEngine and SignalCheckpointHook resume from (not best_*)
 # Tests: stop this process (SIGSTOP) halfway through writing the file of this name, so a test can kill it or fill

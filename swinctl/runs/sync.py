@@ -1,6 +1,6 @@
 """Folding job state into the ledger, on the submit host: the one place a run's ledger row follows its job.
 
-A job writes its life into its run directory (:mod:`swinctl.jobstate`); the scheduler knows what the job cannot
+A job writes its life into its run directory (:mod:`swinctl.job.files`); the scheduler knows what the job cannot
 say (cancelled, timed out, killed, lost). Whoever looks at a run -- `status`, `run --wait`, `report`, `sweep` --
 calls :func:`refresh`, which reads the job's files, asks the run's backend, and writes the result into the ledger
 in one transaction. Runs that ended are not looked at again, so `status` over 1,000 runs reads only the active ones.
@@ -12,8 +12,10 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from swinctl import backends, jobstate
-from swinctl.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
+from swinctl import backends
+
+from swinctl.job import files as jobstate
+from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
 
 _JOB_FIELDS = ("started_at", "finished_at", "elapsed_s", "error")
 UNREADABLE = "job state unreadable: "

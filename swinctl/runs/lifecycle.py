@@ -3,7 +3,7 @@
 recipe (validated, overridden) -> rendered config -> job spec -> run directory + ledger row -> backend.
 Everything that can be wrong is checked before the run directory or the ledger row is written, so bad input leaves
 nothing behind; the ledger row is written before submission, so a submitted job is never unrecorded
-(:mod:`swinctl.submission`, the lifecycle `run` shares with `sweep`).
+(:mod:`swinctl.runs.submission`, the lifecycle `run` shares with `sweep`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from typing import Literal
 
 from swinctl import backends, recipes, results
 from swinctl.backends import Backend
-from swinctl.jobs import After, JobSpec, Resources
-from swinctl.ledger import Ledger, RunRecord
+from swinctl.job.spec import After, JobSpec, Resources
+from swinctl.runs.ledger import Ledger, RunRecord
 from swinctl.published import TestWeights, planned_path, write_record
 from swinctl.published import resolve as resolve_test_weights
 from swinctl.recipes import Recipe, RecipeError
@@ -352,9 +352,9 @@ def require_backend(prepared: PreparedRun) -> None:
 
 
 def launch(prepared: PreparedRun):
-    """Submit one run (a sweep of one point: swinctl.submission); returns its ledger row and the submission.
+    """Submit one run (a sweep of one point: swinctl.runs.submission); returns its ledger row and the submission.
     Call `require_backend` first."""
-    from swinctl import submission
+    from swinctl.runs import submission
 
     ledger = Ledger(prepared.spec.runs_root)
     submitted = submission.submit_one(ledger, prepared)

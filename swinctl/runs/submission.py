@@ -19,9 +19,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from swinctl import backends, jobstate
+from swinctl import backends
+
+from swinctl.job import files as jobstate
 from swinctl.backends import Submitted
-from swinctl.ledger import Ledger, SubmissionRecord
+from swinctl.runs.ledger import Ledger, SubmissionRecord
 
 LOCK_FILE = ".submit.lock"
 # Tests: SIGKILL this process right before the backend submits (runs recorded, nothing submitted) or right after it
@@ -59,8 +61,8 @@ progress: str | None = None
 def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, parallel: int) -> Submitted:
     """Write the runs of a recorded submission, submit them, record their job ids."""
     global progress
-    from swinctl import runs
-    from swinctl.jobs import JobError
+    from swinctl.runs import lifecycle as runs
+    from swinctl.job.spec import JobError
 
     progress = "submitting"
 

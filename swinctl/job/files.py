@@ -4,7 +4,7 @@ A job never opens the ledger: SQLite's locking does not hold across hosts or ove
 100-task array would be 100 nodes writing one file. Instead the job writes its life into its run directory --
 `job_state.json` (its latest state, replaced atomically: write a temporary file, then rename) and `job_events.jsonl`
 (one JSON line per event, appended) -- and the process on the submit host that looks (`status`, `run --wait`,
-`report`, `sweep`) folds them into the ledger, of which it is the only writer (:mod:`swinctl.sync`).
+`report`, `sweep`) folds them into the ledger, of which it is the only writer (:mod:`swinctl.runs.sync`).
 
 The submit host talks back through one file: `cancel_requested`, which a local sweep runner reads before it starts
 a point. Jobs import this module: only the standard library and pydantic (the project's schema library, which
