@@ -89,7 +89,7 @@ def _rich_text(report: Report, width: int = 200, wide: bool = True) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
     for renderable in rich_tables(report, wide=wide):
-        console.print(renderable)
+        console.print(renderable, crop=False)  # wide tables are wider than `width`: whole, never cut
     return buf.getvalue()
 
 
