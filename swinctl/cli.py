@@ -325,7 +325,7 @@ def _follow(run_id: str, root: Path) -> None:
 def _print_outcome(record) -> None:
     from swinctl import views
 
-    console.print(views.outcome(record))
+    console.print(views.outcome(record), crop=False)  # the run dir whole, however long
     if record.state != "COMPLETED":
         raise typer.Exit(1)
 

@@ -208,20 +208,30 @@ def recipe_table(rows: list[dict], *, wide: bool = False) -> FitTable:
     return table
 
 
+def _data_line(label: str, value: str) -> Text:
+    """`label  value` on one line, never wrapped or cut (print it with crop=False): a path or id is copied whole."""
+    return Text.assemble((f"{label}  ", "bold"), value, no_wrap=True, overflow="ignore")
+
+
 def outcome(record) -> Group:
-    table = Table(title=f"{record.id}{' (smoke)' if record.smoke else ''}", title_justify="left", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("state", state_text(record.state))
-    table.add_row("run dir", str(record.run_dir))
+    """`run --wait`'s summary: the run id, run dir and weights are lines of their own, whole at any width (a table
+    cell would cut them); state, wall time and metrics in a table."""
+    title = Text(record.id, style="bold", no_wrap=True, overflow="ignore")
+    if record.smoke:
+        title.append(" (smoke)")
+    parts: list = [title, _data_line("run dir", str(record.run_dir))]
     weights = published.read_record(record.run_dir) if record.kind == "test" else None
     if weights:  # what a test evaluated: the recipe's released checkpoint, or the file given
         tested = f"published {weights['published']}" if weights.get("published") else str(weights.get("source"))
-        table.add_row("weights", tested + (" (multi-scale + flip)" if weights.get("tta") else ""))
+        parts.append(_data_line("weights", tested + (" (multi-scale + flip)" if weights.get("tta") else "")))
+    table = Table(show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("state", state_text(record.state))
     table.add_row("wall time", duration(record.elapsed_s))
     for key, value in sorted(record.metrics.items()):
         table.add_row(key, f"{value:.2f}")
-    parts: list = [table]
+    parts.append(table)
     if record.error:
         parts.append(Text(record.error, style="red"))
     return Group(*parts)

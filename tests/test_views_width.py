@@ -255,7 +255,7 @@ def test_wide_tables_show_every_column_whole_at_any_width(ledger_runs, width, te
         assert all(row.record.id in buf.getvalue() for row in status_rows(ledger_runs.root)) or verb == "recipes"
 
 
-def cli_tty(*args, width: int) -> str:
+def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli")) -> str:
     """The real CLI on a pseudo-terminal `width` columns wide (not piped), its output without escape codes."""
     import fcntl
     import pty
@@ -267,7 +267,7 @@ def cli_tty(*args, width: int) -> str:
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
     env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen([sys.executable, "-m", "swinctl.cli", *args], stdin=slave, stdout=slave, stderr=slave,
+    proc = subprocess.Popen([sys.executable, *argv, *args], stdin=slave, stdout=slave, stderr=slave,
                             env=env, close_fds=True)
     os.close(slave)
     chunks = []
@@ -317,3 +317,25 @@ def test_recipes_read_whole_at_80_columns_without_wide():
     table = views.recipe_table(recipes.listing(None, None, None))
     text = assert_reads_whole([table], 80)
     assert "not shown at 80 columns: description" in " ".join(text.split()) and "--wide" in text
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+def test_run_wait_summary_keeps_the_run_dir_whole(tmp_path, piped):
+    """What `run --wait` prints when the run ends (cli._follow): its id and run dir can be copied at 80 columns."""
+    from test_report import Runs
+
+    runs = Runs(tmp_path / "a-long-runs-root-on-a-shared-filesystem" / "project-with-a-long-name" / "runs")
+    record = runs.add(smoke=True, gpus=0, elapsed_s=61.0)
+    follow = ("-c", "import sys; from pathlib import Path; from swinctl import cli; "
+              "cli._follow(sys.argv[1], Path(sys.argv[2]))")
+    args = (record.id, str(runs.root))
+    if piped:
+        env = dict(os.environ, COLUMNS="80", TERM="dumb", NO_COLOR="1")
+        out = subprocess.run([sys.executable, *follow, *args], env=env, capture_output=True, text=True,
+                             timeout=120).stdout
+    else:
+        out = cli_tty(*args, width=80, argv=follow)
+    assert len(str(record.run_dir)) > 80
+    assert f"run dir  {record.run_dir}" in out.splitlines(), out
+    assert f"{record.id} (smoke)" in out.splitlines(), out
+    assert "COMPLETED" in out and "…" not in out
