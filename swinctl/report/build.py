@@ -91,7 +91,8 @@ def build_report(
                     groups=[g for g in groups if g.primary is not None and g.primary.n > 1],
                     sweeps=judging.sweeps(groups), problems=problems)
     for row in rows:
-        if row.recipe and row.recipe not in report.expectations and expectation_of.get(row.id):
+        # published numbers of the recipes whose runs are compared with them (captions, plots): never a smoke run's
+        if row.recipe and not row.smoke and row.recipe not in report.expectations and expectation_of.get(row.id):
             report.expectations[row.recipe] = expectation_of[row.id][0]
     return report
 

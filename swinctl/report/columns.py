@@ -116,7 +116,7 @@ def _cost_unit(report: Report, recipe: str | None) -> str:
 
 def _per_hour(line: RunLine) -> float | None:
     cost, res = line.row.cost, line.res
-    if res is None or res.value is None or cost is None or not cost.hours:
+    if res is None or res.value is None or cost is None or not cost.hours or line.row.smoke:
         return None
     return round(res.value / cost.hours, 4)
 
