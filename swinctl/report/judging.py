@@ -189,10 +189,10 @@ def aggregate(runs: list[RunRow], expectations_of: dict[str, Expected | None]) -
         # tests of the released weights are not seeds of tests of other weights, nor is a multi-scale + flip test
         # (its metrics) a seed of a single-scale one
         tested = (row.published_weights, tuple(r.metric for r in row.results)) if row.kind == "test" else None
-        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest, tested)
+        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest, tested, row.config_key)
         buckets.setdefault(key, []).append(row)
     groups = []
-    for (origin, recipe, kind, smoke, sweep, rest, _), rows in buckets.items():
+    for (origin, recipe, kind, smoke, sweep, rest, _, _), rows in buckets.items():
         expectation = expectations_of.get(rows[0].id)
         expectations, tolerance = expectation if expectation else ([], None)
         aggregated = []
