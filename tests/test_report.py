@@ -501,3 +501,33 @@ def test_a_smoke_run_is_never_compared_with_a_published_number(runs):
         text = report.render(rep, fmt)
         body = text.split("</style>")[-1]  # html: past the CSS, which names every verdict class
         assert "42.6" not in body and "-37." not in body and "below" not in body, fmt
+
+
+BATCH = ("total batch 8 (4 GPUs x 2) vs 16 published (8 GPUs x 2): learning rate scaled 1e-4 -> 5e-5 (linear "
+         "rule)")
+SPLIT = "train split: 11,829 images vs 118,287 published (COCO train2017): a subset (10.0%)"
+SCHEDULE = "schedule 6 epochs vs 12 epochs published: the learning rate steps move with it"
+
+
+def test_deviations_read_one_line_each_and_a_sweep_lists_its_shared_ones_once(runs):
+    for i, lr in enumerate(("1e-4", "2e-4", "5e-5")):
+        run = runs.add(curve=det(0.424, 0.393), overrides=[f"optimizer.lr={lr}"], sweep="lr")
+        found = [BATCH, SPLIT] + ([SCHEDULE] if i == 2 else [])
+        runs.ledger.update(run.id, deviations=[{"kind": "x", "severity": "warning", "message": m} for m in found])
+    rep = report.build_report(runs.root)
+    assert rep.sweeps[0].deviations == [BATCH, SPLIT]
+    text = report.render(rep, "table")  # with --wide: each deviation on one line
+    lines = [line.strip() for line in text.splitlines()]
+    assert lines.count(BATCH) == lines.count(SPLIT) == lines.count(SCHEDULE) == 1, text
+    assert "sweep lr, every run:" in lines and f"run {rep.runs[2].id}:" in lines
+    from test_views_width import render
+
+    narrow = render(report.rich_tables(rep), 80)  # at 80 columns: sentences wrap whole, never a word a line
+    words = narrow.split()
+    for message in (BATCH, SPLIT, SCHEDULE):
+        assert " ".join(message.split()) in " ".join(words) and " ".join(words).count(message) == 1, narrow
+    assert not any(line.strip() in ("total", "batch", "learning", "rate") for line in narrow.splitlines()), narrow
+    assert f"run {rep.runs[2].short_id}:" in narrow
+    md = report.render(rep, "md")
+    assert md.count(BATCH) == md.count(SPLIT) == 1 and md.count(SCHEDULE) == 1  # shared once, under the sweep
+    assert f"- {BATCH}" in md

@@ -89,7 +89,7 @@ def build_report(
     groups = judging.aggregate(rows, expectation_of)
     report = Report(source=source, pick=pick, metrics=metrics, selectors=selectors, diff=diff, runs=rows,
                     groups=[g for g in groups if g.primary is not None and g.primary.n > 1],
-                    sweeps=judging.sweeps(groups), problems=problems)
+                    sweeps=judging.sweeps(groups, rows), problems=problems)
     for row in rows:
         # published numbers of the recipes whose runs are compared with them (captions, plots): never a smoke run's
         if row.recipe and not row.smoke and row.recipe not in report.expectations and expectation_of.get(row.id):

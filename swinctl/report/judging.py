@@ -226,11 +226,15 @@ def varying(override_lists: list[list[str]]) -> list[str]:
     return [k for k in keys if len({d.get(k) for d in parsed}) > 1]
 
 
-def sweeps(groups: list[GroupRow]) -> list[SweepTable]:
-    """Each sweep's points (seed groups), best first by the sweep's first metric."""
+def sweeps(groups: list[GroupRow], runs: Sequence[RunRow] = ()) -> list[SweepTable]:
+    """Each sweep's points (seed groups), best first by the sweep's first metric, with the deviations every run of
+    the sweep shares (`runs`: the report's rows)."""
     tables = []
+    deviations = {r.id: r.deviations for r in runs}
     for name in dict.fromkeys(g.sweep for g in groups if g.sweep):
         members = [g for g in groups if g.sweep == name]
+        found = [deviations.get(run_id, []) for g in members for run_id in g.run_ids]
+        shared = [d for d in found[0] if all(d in other for other in found[1:])] if found else []
         keys = varying([g.overrides for g in members])
         metric = members[0].results[0].metric if members[0].results else "-"
 
@@ -247,7 +251,7 @@ def sweeps(groups: list[GroupRow]) -> list[SweepTable]:
                 varying={k: v for k, _, v in (o.partition("=") for o in g.overrides) if k.strip() in keys},
                 run_ids=g.run_ids, mean=mean, std=res.std if res else None, n=res.n if res else 0,
                 verdict=res.verdict if res else NO_METRICS))
-        tables.append(SweepTable(name, metric, keys, points))
+        tables.append(SweepTable(name, metric, keys, points, shared))
     return tables
 
 

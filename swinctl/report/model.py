@@ -199,6 +199,7 @@ class SweepTable:
     metric: str
     varying: list[str]  # override keys that differ between the points
     points: list[SweepPoint]
+    deviations: list[str] = field(default_factory=list)  # from the published setting, shared by every point's runs
 
 
 @dataclass
