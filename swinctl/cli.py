@@ -326,7 +326,7 @@ def _follow(run_id: str, root: Path) -> None:
 def _print_outcome(record) -> None:
     from swinctl import views
 
-    console.print(views.outcome(record))
+    console.print(views.outcome(record), crop=False)  # the run dir whole, however long
     if record.state != "COMPLETED":
         raise typer.Exit(1)
 
@@ -339,6 +339,7 @@ def list_recipes(
     task: Annotated[str | None, typer.Option(help="Only recipes of this task: detection, instance, panoptic or "
                                                   "semantic.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every field of every recipe listed, as JSON.")] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide.")] = False,
 ) -> None:
     """List the recipes swinctl knows: the seed recipes and the Swin zoo of MMDetection and MMSegmentation."""
     with _Guard():
@@ -352,7 +353,7 @@ def list_recipes(
         if as_json:
             print(json.dumps(rows, indent=2))
         else:
-            console.print(views.recipe_table(rows))
+            console.print(views.recipe_table(rows, wide=wide), crop=False)
 
 
 @app.command()
@@ -458,7 +459,7 @@ def status(
             _unreachable_scheduler()
             return
         if not watch:
-            console.print(views.status_table(snapshot(), wide=wide))
+            console.print(views.status_table(snapshot(), wide=wide), crop=False)  # --wide: wider than the terminal
             _unreachable_scheduler()
             return
         watch_until_done(snapshot, lambda rows: views.status_table(rows, wide=wide),
@@ -491,7 +492,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
         return sw.sweep_table(rows, title=name, short_ids=shorts)
 
     if not watch:
-        console.print(table(sw.sweep_rows(ledger, name)))
+        console.print(table(sw.sweep_rows(ledger, name)), crop=False)
         _unreachable_scheduler()
         return
     watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
@@ -587,7 +588,7 @@ def report(
         if out is not None:
             console.print(f"[green]wrote[/] {rp.render(built, fmt, out)}")
         elif fmt == "table":
-            console.print(*rp.rich_tables(built, wide=wide))
+            console.print(*rp.rich_tables(built, wide=wide), crop=False)
         else:
             print(rp.render(built, fmt), end="")
 

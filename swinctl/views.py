@@ -2,7 +2,8 @@
 
 Tables that list runs are :class:`FitTable`: they decide when they are rendered, for the width they get, how wide
 each column is, so that headers, run ids, states and numbers never break; only free text (overrides, notes) folds,
-and what still does not fit (columns marked optional) is left out with a caption saying so.
+and what still does not fit (columns marked optional) is left out with a caption saying so. With --wide every
+column shows at its widest line, wider than the terminal if need be (printed uncropped: the terminal folds it).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class FitTable(Table):
     Widths are chosen before rich lays the table out: every column gets its widest line when that fits; otherwise
     wrapping columns give way, widest first, down to their longest word; then free-text columns fold; then optional
     columns are left out (named in the caption). A column that is empty in every row (``drop_empty``) never shows.
+    ``wide``: every column at its widest line, however wide the terminal (print it with ``crop=False``).
     ``add_row`` takes the cells of every column, shown or not.
     """
 
@@ -98,16 +100,19 @@ class FitTable(Table):
             self.add_column(spec.header, justify=spec.justify, no_wrap=not spec.wrap, style=spec.style)
 
     def plan(self, width: int) -> tuple[list[int], list[int], list[str]]:
-        """(indexes of the columns shown, their content widths, headers of the optional columns left out)."""
+        """(indexes of the columns shown, their content widths, headers of the optional columns left out).
+        `wide`: every column at its widest line, whatever `width` is."""
         cells = [[column.header, *column.cells] for column in self.columns]
         shown = [i for i, spec in enumerate(self.specs)
                  if not (spec.drop_empty and all(_plain(c).strip() in EMPTY for c in cells[i][1:]))]
+        if self.wide:
+            return shown, [_max_len(cells[i]) for i in shown], []
         hidden: list[str] = []
         for fold in (False, True):  # leave optional columns out before folding a word
             while True:
                 widths = self._fit(shown, cells, width, fold)
                 optional = [i for i in shown if self.specs[i].optional]
-                if widths is not None or self.wide or not optional:
+                if widths is not None or not optional:
                     break
                 drop = max(optional, key=lambda i: (self.specs[i].optional, i))
                 shown.remove(drop)
@@ -132,6 +137,11 @@ class FitTable(Table):
             widths[max(give, key=lambda i: widths[i])] -= 1
         return [widths[i] for i in shown]
 
+    def _wide_width(self) -> int:
+        """The width of the `wide` table: every column at its widest line."""
+        shown, widths, _ = self.plan(0)
+        return sum(widths) + self.GAP * max(len(shown) - 1, 0)
+
     def _fitted(self, width: int) -> Table:
         shown, widths, hidden = self.plan(width)
         caption = self.caption
@@ -149,9 +159,17 @@ class FitTable(Table):
         return table
 
     def __rich_console__(self, console, options):
+        if self.wide:  # wider than the terminal if need be: printed with crop=False, nothing is cut or wrapped
+            width = self._wide_width()
+            yield from console.render(self._fitted(width), options.update_width(width))
+            return
         yield self._fitted(options.max_width)
 
     def __rich_measure__(self, console, options):
+        if self.wide:
+            from rich.measure import Measurement
+
+            return Measurement(self._wide_width(), self._wide_width())
         return self._fitted(options.max_width).__rich_measure__(console, options)
 
 
@@ -175,11 +193,11 @@ def _published(task: str, expected: list[dict]) -> str:
     return " ".join(f"{_SHORT.get(m, m)} {first[m]:g}" for m in _HEADLINE[task] if m in first) or "-"
 
 
-def recipe_table(rows: list[dict]) -> FitTable:
+def recipe_table(rows: list[dict], *, wide: bool = False) -> FitTable:
     """`swinctl recipes`: one line a recipe (`recipes.listing` rows); --json has every field."""
     table = FitTable(Col("name", wrap=True, fold=True, min_width=24), Col("task"),
                      Col("GPUs", justify="right", optional=2), Col("published", wrap=True, min_width=8),
-                     Col("description", wrap=True, optional=1), title=f"recipes ({len(rows)})")
+                     Col("description", wrap=True, optional=1), title=f"recipes ({len(rows)})", wide=wide)
     for row in rows:
         if row.get("error"):
             table.add_row(row["name"], "-", "-", Text(f"invalid: {row['error']}", style="red"), "-")
@@ -190,20 +208,30 @@ def recipe_table(rows: list[dict]) -> FitTable:
     return table
 
 
+def _data_line(label: str, value: str) -> Text:
+    """`label  value` on one line, never wrapped or cut (print it with crop=False): a path or id is copied whole."""
+    return Text.assemble((f"{label}  ", "bold"), value, no_wrap=True, overflow="ignore")
+
+
 def outcome(record) -> Group:
-    table = Table(title=f"{record.id}{' (smoke)' if record.smoke else ''}", title_justify="left", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("state", state_text(record.state))
-    table.add_row("run dir", str(record.run_dir))
+    """`run --wait`'s summary: the run id, run dir and weights are lines of their own, whole at any width (a table
+    cell would cut them); state, wall time and metrics in a table."""
+    title = Text(record.id, style="bold", no_wrap=True, overflow="ignore")
+    if record.smoke:
+        title.append(" (smoke)")
+    parts: list = [title, _data_line("run dir", str(record.run_dir))]
     weights = published.read_record(record.run_dir) if record.kind == "test" else None
     if weights:  # what a test evaluated: the recipe's released checkpoint, or the file given
         tested = f"published {weights['published']}" if weights.get("published") else str(weights.get("source"))
-        table.add_row("weights", tested + (" (multi-scale + flip)" if weights.get("tta") else ""))
+        parts.append(_data_line("weights", tested + (" (multi-scale + flip)" if weights.get("tta") else "")))
+    table = Table(show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("state", state_text(record.state))
     table.add_row("wall time", duration(record.elapsed_s))
     for key, value in sorted(record.metrics.items()):
         table.add_row(key, f"{value:.2f}")
-    parts: list = [table]
+    parts.append(table)
     if record.error:
         parts.append(Text(record.error, style="red"))
     return Group(*parts)

@@ -301,8 +301,7 @@ def test_tta_records_miou_ms_flip_and_the_report_judges_it(trained, tmp_path):
     [res] = row["results"]
     assert res["metric"] == "mIoU_ms_flip" and res["value"] == run.metrics["mIoU_ms_flip"]
     assert res["verdict"] == "smoke (not a reproduction)"
-    assert [(r["expected"], r["delta"]) for r in res["references"]] == [
-        (45.79, round(run.metrics["mIoU_ms_flip"] - 45.79, 4))]
+    assert res["references"] == []  # a smoke run is never compared with the published 45.79
     table = _invoke(root, hub, "report", "--wide")
     assert "mIoU_ms_flip" in table.output, table.output
 

@@ -138,3 +138,39 @@ def test_the_experiment_name_a_text_log_prints_finds_the_recipe(tmp_path):
     [row] = _rows(work, tmp_path=tmp_path).values()
     assert row.recipe == "maskrcnn-swin-t" and [r.metric for r in row.results] == ["bbox_mAP", "segm_mAP"]
     assert {ref.expected for r in row.results for ref in r.references} >= {42.6, 39.5}
+
+
+# ---------------------------------------------------------------------------------------------- seeds of imports
+
+
+def test_unrelated_imports_are_not_seeds_of_one_another_and_each_says_why_no_recipe_matched(tmp_path):
+    """A Mask R-CNN Swin-T trained with an MMDet 2.x config name and an R50 Mask R-CNN on balloon: two configurations,
+    so no seed group ("2 runs, mean +- std"), and each row names the config it was trained from."""
+    swin = _copy("mmcv1/maskrcnn_1x", tmp_path / "a")
+    r50 = _copy("text/maskrcnn_balloon_mmdet2", tmp_path / "b")
+    report = build.build_report(tmp_path / "no-runs", import_dirs=[str(swin), str(r50)])
+    assert report.groups == []
+    notes = {row.id: row.notes for row in report.runs}
+    assert notes == {
+        "import:a": ["no recipe matched: trained from mask_rcnn_swin_tiny_patch4_window7_1x_coco (the work_dir its "
+                     "logs name), which is no recipe's reference config"],
+        "import:b": ["no recipe matched: trained from balloon (the work_dir its logs name), which is no recipe's "
+                     "reference config"]}
+
+
+def test_imports_of_one_config_are_seeds_and_the_recognised_recipe_is_named(tmp_path):
+    seeds = [_copy("mmengine/det_epoch", tmp_path / f"seed{i}") for i in (0, 1)]
+    for work in seeds:
+        (work / f"{MASKRCNN}.py").write_text("work_dir = './work_dirs/anything'\n")
+    other = _copy("text/maskrcnn_balloon_mmdet2", tmp_path / "balloon")
+    report = build.build_report(tmp_path / "no-runs", import_dirs=[*map(str, seeds), str(other)])
+    (group,) = report.groups
+    assert group.run_ids == ["import:seed0", "import:seed1"] and group.recipe == "maskrcnn-swin-t"
+    assert report.runs[0].notes == [f"recognised as maskrcnn-swin-t: trained from {MASKRCNN}.py (its dumped config)"]
+
+
+def test_a_named_recipe_is_said_with_the_config_the_work_dir_keeps(tmp_path):
+    work = _copy("mmcv1/maskrcnn_1x", tmp_path / "x")
+    report = build.build_report(tmp_path / "no-runs", ["maskrcnn-swin-t"], import_dirs=[str(work)])
+    assert report.runs[0].notes == ["judged as maskrcnn-swin-t (the recipe named); trained from "
+                                    "mask_rcnn_swin_tiny_patch4_window7_1x_coco"]

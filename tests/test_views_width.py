@@ -208,3 +208,134 @@ def test_sweep_table_reads_whole(ledger_runs, width):
     assert all(shorts[r.id] in text.split() and r.id not in text for r in records)
     assert "NOT CREATED" in text and "★" in text
     assert all(r.id in render([sweep.sweep_table(rows, title="lr")], 250) for r in records)  # no short ids: full
+
+
+# ---------------------------------------------------------------------------------------------- --wide
+
+
+def wide_tables(root) -> dict[str, list]:
+    """What `status --all --wide`, `report --wide` and `recipes --wide` print, built in-process."""
+    from swinctl import recipes
+
+    return {"status": [views.status_table(status_rows(root), wide=True)],
+            "report": [t for t in report.rich_tables(report.build_report(root), wide=True) if isinstance(t, Table)],
+            "recipes": [views.recipe_table(recipes.listing(None, None, None), wide=True)]}
+
+
+def assert_wide(tables, text: str, width: int) -> None:
+    """Every column of every table shows (its headers in order on one line), and every line of every cell is
+    on one output line, whole: nothing left out, wrapped, folded or cut, whatever `width` the terminal has."""
+    import re
+
+    lines = text.splitlines()
+    assert "not shown" not in text and "…" not in text, text
+    for table in tables:
+        shown = table._fitted(width)
+        headers = [c.header for c in shown.columns]
+        assert len(headers) == sum(1 for i, spec in enumerate(table.specs) if not spec.drop_empty
+                                   or any(views._plain(c).strip() not in views.EMPTY for c in table.columns[i].cells))
+        pattern = re.compile(r"\s+".join(re.escape(h) for h in headers))
+        assert any(pattern.search(line) for line in lines), (headers, text)
+        for column in table.columns:
+            for cell in column.cells:
+                for part in views._lines(cell):
+                    assert any(part.strip() in line for line in lines), (part, text)
+    if width == 80:  # each of these tables is wider than 80 columns: printed wider, not squeezed into them
+        assert max(cell_len(line.rstrip()) for line in lines) > width, text
+
+
+@pytest.mark.parametrize("terminal", [False, True], ids=["plain", "terminal"])
+@pytest.mark.parametrize("width", (80, 200))
+def test_wide_tables_show_every_column_whole_at_any_width(ledger_runs, width, terminal):
+    for verb, tables in wide_tables(ledger_runs.root).items():
+        buf = io.StringIO()
+        console = Console(file=buf, width=width, color_system=None, force_terminal=terminal, legacy_windows=False)
+        console.print(*tables, crop=False)
+        assert_wide(tables, buf.getvalue(), width)
+        assert all(row.record.id in buf.getvalue() for row in status_rows(ledger_runs.root)) or verb == "recipes"
+
+
+def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli")) -> str:
+    """The real CLI on a pseudo-terminal `width` columns wide (not piped), its output without escape codes."""
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, width, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen([sys.executable, *argv, *args], stdin=slave, stdout=slave, stderr=slave,
+                            env=env, close_fds=True)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, b"".join(chunks)
+    text = b"".join(chunks).decode().replace("\r\n", "\n")
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
+
+
+def cli_piped(*args, width: int) -> str:
+    """The real CLI with its stdout a pipe (COLUMNS set, as a shell passes it)."""
+    env = dict(os.environ, COLUMNS=str(width), LINES="50", TERM="dumb", NO_COLOR="1")
+    env.pop("FORCE_COLOR", None)
+    done = subprocess.run([sys.executable, "-m", "swinctl.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+@pytest.mark.parametrize("width", (80, 200))
+def test_cli_wide_shows_every_column_whole(ledger_runs, width, piped):
+    """`status --all --wide`, `report --wide` and `recipes --wide` through a pipe and on a terminal: every column
+    (what the footer promises), each cell on one line, full run ids."""
+    expected = wide_tables(ledger_runs.root)
+    root = ["--runs-root", str(ledger_runs.root)]
+    verbs = {"status": ["status", "--all", "--wide", *root], "report": ["report", "--wide", *root],
+             "recipes": ["recipes", "--wide"]}
+    for verb, args in verbs.items():
+        out = cli_piped(*args, width=width) if piped else cli_tty(*args, width=width)
+        assert_wide(expected[verb], out, width)
+        if verb != "recipes":
+            assert all(r.id in out for r in Ledger(ledger_runs.root).list_runs()), out
+
+
+def test_recipes_read_whole_at_80_columns_without_wide():
+    from swinctl import recipes
+
+    table = views.recipe_table(recipes.listing(None, None, None))
+    text = assert_reads_whole([table], 80)
+    assert "not shown at 80 columns: description" in " ".join(text.split()) and "--wide" in text
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+def test_run_wait_summary_keeps_the_run_dir_whole(tmp_path, piped):
+    """What `run --wait` prints when the run ends (cli._follow): its id and run dir can be copied at 80 columns."""
+    from test_report import Runs
+
+    runs = Runs(tmp_path / "a-long-runs-root-on-a-shared-filesystem" / "project-with-a-long-name" / "runs")
+    record = runs.add(smoke=True, gpus=0, elapsed_s=61.0)
+    follow = ("-c", "import sys; from pathlib import Path; from swinctl import cli; "
+              "cli._follow(sys.argv[1], Path(sys.argv[2]))")
+    args = (record.id, str(runs.root))
+    if piped:
+        env = dict(os.environ, COLUMNS="80", TERM="dumb", NO_COLOR="1")
+        out = subprocess.run([sys.executable, *follow, *args], env=env, capture_output=True, text=True,
+                             timeout=120).stdout
+    else:
+        out = cli_tty(*args, width=80, argv=follow)
+    assert len(str(record.run_dir)) > 80
+    assert f"run dir  {record.run_dir}" in out.splitlines(), out
+    assert f"{record.id} (smoke)" in out.splitlines(), out
+    assert "COMPLETED" in out and "…" not in out

@@ -10,7 +10,7 @@ from swinctl import results, status
 from swinctl.report import judging, sources
 from swinctl.report.judging import Expectations, Expected
 from swinctl.report.model import Report, ReportError, RunRow
-from swinctl.report.recognize import recognize
+from swinctl.report.recognize import explain
 
 
 def build_report(
@@ -89,9 +89,10 @@ def build_report(
     groups = judging.aggregate(rows, expectation_of)
     report = Report(source=source, pick=pick, metrics=metrics, selectors=selectors, diff=diff, runs=rows,
                     groups=[g for g in groups if g.primary is not None and g.primary.n > 1],
-                    sweeps=judging.sweeps(groups), problems=problems)
+                    sweeps=judging.sweeps(groups, rows), problems=problems)
     for row in rows:
-        if row.recipe and row.recipe not in report.expectations and expectation_of.get(row.id):
+        # published numbers of the recipes whose runs are compared with them (captions, plots): never a smoke run's
+        if row.recipe and not row.smoke and row.recipe not in report.expectations and expectation_of.get(row.id):
             report.expectations[row.recipe] = expectation_of[row.id][0]
     return report
 
@@ -125,9 +126,20 @@ def _imported(import_dirs, import_recipes, expectations, metrics, pick, problems
         for work_dir in sources.import_targets(Path(entry)):
             run_dir = work_dir.parent if (work_dir.parent / "recipe.yaml").is_file() else None
             # the recipe named, else the one a swinctl run dir names, else the one whose reference config it trained
-            name = recipe or (sources.recipe_name(run_dir) if run_dir else None) or recognize(work_dir)
+            found = explain(work_dir)
+            named = recipe or (sources.recipe_name(run_dir) if run_dir else None)
+            name = named or found.recipe
             expectation = expectations.for_run(run_dir, name)
             row = sources.row_from_import(work_dir, expectation, name, metrics, pick)
+            if named:
+                where = "the recipe named" if recipe else "its run dir's recipe.yaml"
+                row.notes.append(f"judged as {named} ({where})" + (f"; trained from {found.name}"
+                                                                   if found.name else ""))
+            else:
+                row.notes.append(found.note)
+            # only runs of one configuration are seeds of one another: the config it was trained from, else the
+            # recipe it was named (none: a run of its own)
+            row.config_key = found.config or (None if named else row.id)
             rows.append(row)
             expectation_of[row.id] = expectation
     return rows

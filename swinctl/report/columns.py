@@ -116,7 +116,7 @@ def _cost_unit(report: Report, recipe: str | None) -> str:
 
 def _per_hour(line: RunLine) -> float | None:
     cost, res = line.row.cost, line.res
-    if res is None or res.value is None or cost is None or not cost.hours:
+    if res is None or res.value is None or cost is None or not cost.hours or line.row.smoke:
         return None
     return round(res.value / cost.hours, 4)
 
@@ -160,8 +160,10 @@ def run_columns(report: Report, recipe: str | None) -> list[Column]:
                formats=("md", "html")),
         Column("Δ", lambda ln, ctx: _deltas(ln.res.references, ctx) if ln.res else "-", numeric=True),
         Column("verdict", _verdict, wrap=True),
-        Column("deviations", lambda ln, ctx: ctx.sep.join(ln.row.deviations) if ln.first else "", wrap=True,
-               fold=True, drop_empty=True),
+        # one line a deviation, those a sweep's runs share once with the sweep (the terminal lists them under the
+        # table, where a sentence reads whole at any width)
+        Column("deviations", lambda ln, ctx: ctx.sep.join(own_deviations(ctx.report)[ln.row.id]) if ln.first
+               else "", formats=("md", "html"), drop_empty=True),
         Column("cost", lambda ln, ctx: hours(ln.row.cost.hours, ln.row.cost.unit) if ln.first and ln.row.cost
                else ("-" if ln.first else ""), numeric=True, wrap=True, optional=1, drop_empty=True),
         Column(f"per {_cost_unit(report, recipe)}", lambda ln, ctx: num(_per_hour(ln)), numeric=True, wrap=True,
@@ -169,6 +171,22 @@ def run_columns(report: Report, recipe: str | None) -> list[Column]:
         Column("notes", lambda ln, ctx: ctx.sep.join(_notes(ln.row)) if ln.first else "", wrap=True, fold=True,
                drop_empty=True),
     ]
+
+
+def own_deviations(report: Report) -> dict[str, list[str]]:
+    """Each run's deviations less those every run of its sweep shares (the sweep lists those once)."""
+    shared = {s.name: set(s.deviations) for s in report.sweeps}
+    return {r.id: [d for d in r.deviations if d not in shared.get(r.sweep or "", ())] for r in report.runs}
+
+
+def deviation_blocks(report: Report, recipe: str | None, ctx: Ctx) -> list[tuple[str, list[str]]]:
+    """(whose, deviations) of `recipe`'s runs: a sweep's shared ones once, then each run's own."""
+    rows = [r for r in report.runs if r.recipe == recipe]
+    sweeps = dict.fromkeys(r.sweep for r in rows if r.sweep)
+    out = [(f"sweep {s.name}, every run", s.deviations) for s in report.sweeps if s.name in sweeps and s.deviations]
+    own = own_deviations(report)
+    out += [(f"run {_run_id(r.id, r, ctx)}", own[r.id]) for r in rows if own[r.id]]
+    return out
 
 
 def _notes(row: RunRow) -> list[str]:

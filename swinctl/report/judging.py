@@ -189,10 +189,10 @@ def aggregate(runs: list[RunRow], expectations_of: dict[str, Expected | None]) -
         # tests of the released weights are not seeds of tests of other weights, nor is a multi-scale + flip test
         # (its metrics) a seed of a single-scale one
         tested = (row.published_weights, tuple(r.metric for r in row.results)) if row.kind == "test" else None
-        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest, tested)
+        key = (row.origin, row.recipe, row.kind, row.smoke, row.sweep, rest, tested, row.config_key)
         buckets.setdefault(key, []).append(row)
     groups = []
-    for (origin, recipe, kind, smoke, sweep, rest, _), rows in buckets.items():
+    for (origin, recipe, kind, smoke, sweep, rest, _, _), rows in buckets.items():
         expectation = expectations_of.get(rows[0].id)
         expectations, tolerance = expectation if expectation else ([], None)
         aggregated = []
@@ -201,7 +201,8 @@ def aggregate(runs: list[RunRow], expectations_of: dict[str, Expected | None]) -
                       if res.metric == metric and res.value is not None and (res.verdict in COUNTED or smoke)]
             mean = round(statistics.fmean(values), 4) if values else None
             std = round(statistics.stdev(values), 4) if len(values) > 1 else None
-            refs = references(mean, expectations, metric, tolerance or 0.0) if tolerance is not None else []
+            refs = references(mean, expectations, metric, tolerance or 0.0) \
+                if tolerance is not None and not smoke else []  # smoke: never against a published number
             if smoke:
                 judged = SMOKE
             elif mean is None:
@@ -225,11 +226,15 @@ def varying(override_lists: list[list[str]]) -> list[str]:
     return [k for k in keys if len({d.get(k) for d in parsed}) > 1]
 
 
-def sweeps(groups: list[GroupRow]) -> list[SweepTable]:
-    """Each sweep's points (seed groups), best first by the sweep's first metric."""
+def sweeps(groups: list[GroupRow], runs: Sequence[RunRow] = ()) -> list[SweepTable]:
+    """Each sweep's points (seed groups), best first by the sweep's first metric, with the deviations every run of
+    the sweep shares (`runs`: the report's rows)."""
     tables = []
+    deviations = {r.id: r.deviations for r in runs}
     for name in dict.fromkeys(g.sweep for g in groups if g.sweep):
         members = [g for g in groups if g.sweep == name]
+        found = [deviations.get(run_id, []) for g in members for run_id in g.run_ids]
+        shared = [d for d in found[0] if all(d in other for other in found[1:])] if found else []
         keys = varying([g.overrides for g in members])
         metric = members[0].results[0].metric if members[0].results else "-"
 
@@ -246,7 +251,7 @@ def sweeps(groups: list[GroupRow]) -> list[SweepTable]:
                 varying={k: v for k, _, v in (o.partition("=") for o in g.overrides) if k.strip() in keys},
                 run_ids=g.run_ids, mean=mean, std=res.std if res else None, n=res.n if res else 0,
                 verdict=res.verdict if res else NO_METRICS))
-        tables.append(SweepTable(name, metric, keys, points))
+        tables.append(SweepTable(name, metric, keys, points, shared))
     return tables
 
 

@@ -138,6 +138,7 @@ class RunRow:
     published_weights: str | None = None  # a test of the recipe's released checkpoint (its URL or file)
     notes: list[str] = field(default_factory=list)  # what its verdicts mean, in words (published weights)
     short_id: str | None = _internal()  # as tables show it (full ids in JSON)
+    config_key: str | None = _internal()  # an import's configuration (its config's name): its seeds share it
 
     def result(self, metric: str) -> MetricResult | None:
         return next((r for r in self.results if r.metric == metric), None)
@@ -198,6 +199,7 @@ class SweepTable:
     metric: str
     varying: list[str]  # override keys that differ between the points
     points: list[SweepPoint]
+    deviations: list[str] = field(default_factory=list)  # from the published setting, shared by every point's runs
 
 
 @dataclass

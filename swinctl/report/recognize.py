@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -84,23 +85,59 @@ def _texts(work_dir: Path) -> list[str]:
     return texts
 
 
+def _names(work_dir: Path) -> list[tuple[str, str, str]]:
+    """(key, config name, where the work dir keeps it) of every name it has, most telling first, its own last."""
+    work_dir = Path(work_dir)
+    names = [(p.name, "its dumped config") for p in sorted(work_dir.glob("*.py")) if not _TIMESTAMP.fullmatch(p.stem)]
+    for text in _texts(work_dir):
+        names += [(n, "the work_dir its logs name") for n in _WORK_DIR_LINE.findall(text)]
+    names.append((work_dir.resolve().name, "its directory name"))
+    seen: dict[str, tuple[str, str]] = {}
+    for name, where in names:
+        if name and _key(name) not in seen:
+            seen[_key(name)] = (Path(name.strip()).name, where)
+    return [(key, shown, where) for key, (shown, where) in seen.items()]
+
+
 def candidates(work_dir: Path) -> list[str]:
     """Config names the work dir was trained from, most telling first."""
-    names = [p.name for p in sorted(Path(work_dir).glob("*.py")) if not _TIMESTAMP.fullmatch(p.stem)]
-    for text in _texts(Path(work_dir)):
-        names += _WORK_DIR_LINE.findall(text)
-    names.append(Path(work_dir).resolve().name)
-    return list(dict.fromkeys(_key(n) for n in names if n))
+    return [key for key, _, _ in _names(work_dir)]
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """What a work dir was trained from: the recipe found (or None), the config name that found it (else the one
+    the work dir itself keeps: a dumped config, a work_dir in its logs; None where only its directory has a name),
+    and that in words, for the report's notes."""
+
+    recipe: str | None
+    config: str | None  # compared with `_` and `-` alike, lower case
+    name: str | None  # as the work dir keeps it
+    note: str
+
+
+def explain(work_dir: Path) -> Recognition:
+    """The recipe whose reference config this work dir was trained from, the config name, and why (not)."""
+    index = _index()
+    names = _names(work_dir)
+    for key, name, where in names:
+        recipes = index.get(key)
+        if recipes:
+            recipe = recipes[0][0]
+            if len(recipes) > 1:
+                amp = any(_MIXED_PRECISION.search(text) for text in _texts(Path(work_dir)))
+                recipe = next((r for r, mixed in recipes if mixed == amp), recipe)
+            return Recognition(recipe, key, name, f"recognised as {recipe}: trained from {name} ({where})")
+    kept = [n for n in names if n[2] != "its directory name"]
+    if kept:
+        key, name, where = kept[0]
+        return Recognition(None, key, name, f"no recipe matched: trained from {name} ({where}), which is no "
+                                            "recipe's reference config")
+    return Recognition(None, None, None, "no recipe matched: no config name in the work dir (no dumped config, no "
+                                   f"work_dir or exp_name in its logs), and its name {names[-1][1]} is no recipe's "
+                                   "reference config")
 
 
 def recognize(work_dir: Path) -> str | None:
     """The recipe whose reference config this work dir was trained from, or None."""
-    index = _index()
-    for name in candidates(work_dir):
-        recipes = index.get(name)
-        if recipes:
-            if len(recipes) == 1:
-                return recipes[0][0]
-            amp = any(_MIXED_PRECISION.search(text) for text in _texts(Path(work_dir)))
-            return next((recipe for recipe, mixed in recipes if mixed == amp), recipes[0][0])
-    return None
+    return explain(work_dir).recipe

@@ -70,9 +70,36 @@ def rich_tables(report: Report, *, wide: bool = False) -> list:
         if not data.rows:
             table.add_row("(no runs)", *[""] * (len(data.columns) - 1))
         out.append(table)
+        if heading.startswith("runs"):
+            out += _deviations(report, heading.removeprefix("runs of "), ctx)
     for problem in report.problems:
         out.append(Text(problem, style="yellow"))
     return out
+
+
+def _deviations(report: Report, recipe: str, ctx: Ctx) -> list:
+    """Under a runs table: its runs' deviations from the published setting, one line each (a sentence wraps whole
+    at the terminal's width, hanging; with --wide, not at all), a sweep's shared ones once."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    blocks = cols.deviation_blocks(report, None if recipe in ("runs", "no recipe") else recipe, ctx)
+    if not blocks:
+        return []
+    out: list = [Text("deviations from the published setting", style="bold yellow")]
+    for whose, found in blocks:
+        out.append(Text(f"  {whose}:", style="bold"))
+        if ctx.wide:
+            out += [Text(f"    {item}", no_wrap=True, overflow="ignore") for item in found]
+            continue
+        grid = Table.grid()
+        grid.add_column(width=4, no_wrap=True)
+        grid.add_column(overflow="fold")
+        for item in found:
+            grid.add_row("", item)
+        out.append(grid)
+    return [Group(*out)]
 
 
 def _ends_section(line, following) -> bool:
@@ -89,7 +116,7 @@ def _rich_text(report: Report, width: int = 200, wide: bool = True) -> str:
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, force_terminal=False, legacy_windows=False)
     for renderable in rich_tables(report, wide=wide):
-        console.print(renderable)
+        console.print(renderable, crop=False)  # wide tables are wider than `width`: whole, never cut
     return buf.getvalue()
 
 
@@ -115,8 +142,10 @@ def _template_tables(report: Report, fmt: str) -> list[dict]:
                  "cls": "best" if any(cols.css(c) == "best" for c in cells) else ""}
                 for cells in data.rows]
         kind = heading.split()[0]
+        sweep = next((s for s in report.sweeps if kind == "sweep" and heading.startswith(f"sweep {s.name}:")), None)
         tables.append({"kind": kind, "title": heading[:1].upper() + heading[1:], "rows": rows,
-                       "headers": [c.header for c in data.columns]})  # an `expected` column: no caption needed
+                       "headers": [c.header for c in data.columns],  # an `expected` column: no caption needed
+                       "deviations": sweep.deviations if sweep else []})  # once for every run of the sweep
     return tables
 
 

@@ -59,10 +59,12 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
             value, at = best_value, _at(best_point)
         else:
             value, at = last_value, _at(last_at) if last_value is not None else None
-        refs = judging.references(value, expectations, metric, tolerance or 0.0) if tolerance is not None else []
+        # a smoke run is never compared with a published number: no delta, no source verdict, no per-hour
+        refs = judging.references(value, expectations, metric, tolerance or 0.0) \
+            if tolerance is not None and not smoke else []
         judged = judging.verdict(value, refs, smoke=smoke, state=state, incomplete=incomplete,
                                  diverged=results.DIVERGED in flags)
-        per_hour = round(value / gpu_hours, 4) if value is not None and gpu_hours else None
+        per_hour = round(value / gpu_hours, 4) if value is not None and gpu_hours and not smoke else None
         rows.append(MetricResult(metric, value, last_value, best_value, at, _at(best_point), per_hour, tolerance,
                                  judged, refs))
     return RunRow(id=id, origin=origin, kind=kind, recipe=recipe, codebase=codebase, sweep=sweep, seed=seed,
@@ -172,7 +174,8 @@ def row_from_import(path: Path, expectation: Expected | None, recipe: str | None
     return make_row(
         id=f"import:{name}", origin="import", kind="test" if log.test_metrics and not log.has_train else "train",
         recipe=recipe, codebase=codebase_of(log), sweep=None, seed=None, overrides=[], state=IMPORTED,
-        smoke=False, executor=None, gpus=None, elapsed_s=None, gpu_hours=None, work_dir=str(path),
+        smoke=path.name == "work_dir" and is_smoke_run_dir(path.parent),
+        executor=None, gpus=None, elapsed_s=None, gpu_hours=None, work_dir=str(path),
         log_format=log.format, progress=log.progress, flags=log.flags, problems=list(log.problems), last=last,
         best=best, last_at=last_at, expectation=expectation, metrics=metrics, pick=pick,
         **(guard_fields(path.parent, path, None, False) if path.name == "work_dir" else {}),
@@ -192,6 +195,21 @@ def import_targets(path: Path) -> list[Path]:
         raise ReportError(f"--import {path}: no MMEngine or MMCV 1.x logs (JSON or text) in it or in its "
                           "sub-directories")
     return found
+
+
+_SMOKE_ID = re.compile(r"-smoke-\d{8}-\d{6}-[0-9a-f]+$")  # swinctl.runs.new_run_id of a smoke run
+_DEMO_ROOT = re.compile(r"^data:\s*\n(?:[ \t]+.*\n)*?[ \t]+root:[ \t]*['\"]?\S*/demo-[a-z0-9]+-v\d", re.M)
+
+
+def is_smoke_run_dir(run_dir: Path) -> bool:
+    """A swinctl smoke run's dir, copied from elsewhere: its id says smoke, or its recipe trained on a generated demo
+    set (swinctl.data.demo)."""
+    if _SMOKE_ID.search(run_dir.name):
+        return True
+    try:
+        return bool(_DEMO_ROOT.search((run_dir / "recipe.yaml").read_text()))
+    except OSError:
+        return False
 
 
 def recipe_name(run_dir: Path) -> str | None:
