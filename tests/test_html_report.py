@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from test_report import Runs, det
+from test_report import LOGS, Runs, det
 
-from swinctl import report
+from swinctl import recipes, report
 from swinctl.report import plots
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -30,6 +30,26 @@ def mixed(tmp_path):
         runs.add(curve=det(bbox, 0.393), overrides=["optimizer.lr=2e-4", f"seed={seed}"], seed=seed, sweep="lr")
     runs.add(smoke=True, gpus=0, elapsed_s=60.0)
     runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_iter", curve={"mIoU": [40.0, 44.6]})
+    return runs
+
+
+def realistic(root: Path) -> Runs:
+    """A runs root as a user has it: a learning-rate sweep of Mask R-CNN with two seeds at one point, its
+    recipe's reference training log, the real smoke runs of both recipes, and UperNet runs of which one validated
+    once."""
+    runs = Runs(root)
+    reference = next((LOGS / "mmcv1" / "maskrcnn_1x").glob("*.log.json"))  # epochs 1-3: 28.3/35.6/42.6 box mAP
+    for lr, seed, bbox, segm in (("1e-4", 0, 0.424, 0.393), ("1e-4", 1, 0.428, 0.396), ("2e-4", 0, 0.415, 0.386)):
+        record = runs.add(curve={"bbox_mAP": [0.291, 0.361, bbox], "segm_mAP": [0.268, 0.334, segm]},
+                          overrides=[f"optimizer.lr={lr}", f"seed={seed}"], seed=seed, sweep="lr")
+        recipe = recipes.apply_recipe_overrides(recipes.load_recipe("maskrcnn-swin-t"),
+                                                [("reference_log.url", str(reference))])
+        (record.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(recipe))
+    runs.add(fixture="swinctl_smoke/maskrcnn-swin-t/work_dir", smoke=True, gpus=0, elapsed_s=37.0)
+    runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_iter", curve={"mIoU": [40.2, 44.6]})
+    runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_val_only", curve={"mIoU": [44.1]}, state="FAILED")
+    runs.add(recipe="upernet-swin-t", fixture="swinctl_smoke/upernet-swin-t/work_dir", smoke=True, gpus=0,
+             elapsed_s=52.0)
     return runs
 
 
