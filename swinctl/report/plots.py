@@ -19,11 +19,10 @@ from swinctl import results
 from swinctl.report.model import Report, ReportError, RunRow
 
 WIDTH_IN, AXES_IN = 5.6, 3.2  # a figure is 560 px wide at DPI: two side by side in a 1280-pixel window
-LEGEND_LINE_IN, LEGEND_PAD_IN = 0.16, 0.15  # a legend text line at 8 pt, and the space around the legend
+LEGEND_PAD_IN = 0.15  # around the legend
 DPI = 100  # CSS pixels per inch: the size a page shows a figure at
 SCALE = 2  # PNG pixels per CSS pixel: sharp on high-density screens and when zoomed in
-LEGEND_COLUMNS = 2
-LABEL_CHARS = 42  # a legend entry wraps here, so two columns fit the figure's width
+LABEL_CHARS = 36  # a legend entry wraps here in two columns (one column: twice that)
 PUBLISHED_STYLES = (("0.15", (0, (5, 3))), ("0.45", (0, (8, 2, 2, 2))), ("0.6", (0, (2, 2))))  # colour, dashes
 SMOKE_NOTE = "smoke (not comparable)"
 
@@ -114,14 +113,23 @@ def _finish(fig, ax, title: str, ylabel: str, handles: list, labels: list[str]) 
     ax.grid(alpha=0.3)
     ax.set_xlim(left=0)
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no 2.5
-    if handles:
-        # below the axes, outside them: constrained layout makes room, so it covers no data, label or title
-        fig.legend(handles, labels, loc="outside lower center", ncols=LEGEND_COLUMNS, fontsize=8, frameon=False)
-        # the figure grows by the legend's height (its taller column, in text lines), so the axes keep their size
-        per_column = -(-len(labels) // LEGEND_COLUMNS)  # filled column by column
-        lines = max(sum(label.count("\n") + 1 for label in labels[i:i + per_column])
-                    for i in range(0, len(labels), per_column))
-        fig.set_size_inches(WIDTH_IN, AXES_IN + LEGEND_LINE_IN * lines + LEGEND_PAD_IN)
+    for handle, label in zip(handles, labels, strict=True):
+        handle.set_label(label)  # the lines name themselves too (tests, and anyone who reads the figure)
+    if not handles:
+        return
+    # below the axes, outside them: constrained layout makes room, so it covers no data, label or title. Two
+    # columns where they fit the figure's width, else one with longer lines; the figure then grows by the
+    # legend's measured height, so the axes keep their size however many runs there are
+    renderer = fig.canvas.get_renderer()
+    for columns, chars in ((2, LABEL_CHARS), (1, 2 * LABEL_CHARS)):
+        legend = fig.legend(handles, [_wrap(label, chars) for label in labels], loc="outside lower center",
+                            ncols=columns, fontsize=8, frameon=False)
+        box = legend.get_window_extent(renderer)
+        if box.width <= fig.bbox.width - 10 or columns == 1:
+            break
+        legend.remove()
+    height = AXES_IN + box.height / fig.dpi + LEGEND_PAD_IN
+    fig.set_size_inches(WIDTH_IN, round(height * DPI) / DPI)  # whole pixels: the page shows it at its size
 
 
 def _metric_plot(recipe: str, metric: str, logs, more: int, report: Report, smoke: bool) -> Plot | None:
@@ -150,11 +158,11 @@ def _metric_plot(recipe: str, metric: str, logs, more: int, report: Report, smok
         xs, ys = zip(*points, strict=True)
         (line,) = ax.plot(xs, ys, "--", color="0.5", marker="x", markersize=4, linewidth=1)
         handles.append(line)
-        labels.append(_wrap(f"reference log: {source}"))
+        labels.append(f"reference log: {source}")
         values.extend(ys)
     for (colour, dashes), e in zip(PUBLISHED_STYLES * 4, published, strict=False):
         handles.append(ax.axhline(e.value, color=colour, linestyle=dashes, linewidth=1.2))
-        labels.append(_wrap(f"published {e.value:g} ({e.source})"))
+        labels.append(f"published {e.value:g} ({e.source})")
         values.append(e.value)
     ax.set_ylim(*y_limits(values, percent=True))
     title = f"{recipe}: {metric}" + (" (smoke runs)" if smoke else "")
@@ -280,11 +288,11 @@ def _run_label(row: RunRow) -> str:
     parts = [_label(row), *row.overrides]
     if row.smoke:
         parts.append(SMOKE_NOTE)
-    return _wrap(" ".join(parts))
+    return " ".join(parts)
 
 
-def _wrap(text: str) -> str:
-    return "\n".join(textwrap.wrap(text, LABEL_CHARS, break_on_hyphens=False)) or text
+def _wrap(text: str, chars: int) -> str:
+    return "\n".join(textwrap.wrap(text, chars, break_on_hyphens=False)) or text
 
 
 # ---------------------------------------------------------------------------------------------- files
