@@ -237,29 +237,75 @@ def test_console_messages_are_seen(chromium, tmp_path):
     assert "marker-1" in messages and any("missing is not defined" in m for m in messages)
 
 
-def test_html_report_in_headless_chromium(chromium, mixed, tmp_path):
-    rep = report.build_report(mixed.root)
-    page = report.render(rep, "html", tmp_path / "report.html")
+# Runs in the page once it has loaded: what the page shows where, as console lines (bounding boxes in page
+# coordinates; two boxes overlap when they share more than half a pixel each way).
+PROBE = """<script>
+addEventListener('load', () => {
+  const box = e => { const r = e.getBoundingClientRect();
+                     return {x0: r.left, y0: r.top + scrollY, x1: r.right, y1: r.bottom + scrollY}; };
+  const boxes = [];
+  for (const e of document.querySelectorAll('h1, h2, h3, p, table, ul')) boxes.push([e.tagName, box(e)]);
+  const figures = [...document.querySelectorAll('.plots figure')];
+  for (const f of figures) {
+    const img = f.querySelector('img'), caption = f.querySelector('figcaption');
+    boxes.push([`image ${f.id}`, box(img)], [`caption ${f.id}`, box(caption)]);
+    console.log(`figure ${f.id} ${img.naturalWidth}x${img.naturalHeight} shown ${img.clientWidth}x${img.clientHeight}`
+                + ` caption ${caption.textContent.length > 0 && box(caption).y0 >= box(img).y1 ? 'below' : 'misplaced'}`
+                + ` inside ${box(f).x0 >= 0 && box(f).x1 <= document.documentElement.clientWidth}`);
+  }
+  for (let i = 0; i < boxes.length; i++)
+    for (let j = i + 1; j < boxes.length; j++) {
+      const [a, p] = boxes[i], [b, q] = boxes[j];
+      if (Math.min(p.x1, q.x1) - Math.max(p.x0, q.x0) > 0.5 && Math.min(p.y1, q.y1) - Math.max(p.y0, q.y0) > 0.5)
+        console.log(`overlap ${a} ${b}`);
+    }
+  console.log(`rows of figures ${new Set(figures.map(f => Math.round(box(f).y0))).size}`);
+  console.log(`tables ${document.querySelectorAll('table').length}`);
+  console.log(`headings ${[...document.querySelectorAll('h2')].map(h => h.textContent).join(' | ')}`);
+  console.log(`reproduced ${document.querySelectorAll('td.reproduced').length}`);
+  console.log(`overflow ${document.documentElement.scrollWidth > window.innerWidth}`);
+});
+</script></body>"""
+
+
+def test_html_report_in_headless_chromium(chromium, realistic_report, tmp_path):
+    page = report.render(realistic_report, "html", tmp_path / "report.html")
     shot = tmp_path / "report.png"
     assert browse(chromium, page, shot) == []  # no errors, no output at all
     with Image.open(shot) as image:
         assert image.size == (1280, 4000)
         colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
         assert colours is not None and len(colours) > 500  # tables, coloured verdicts and the plots drawn
-    # the same page with a probe: the embedded plots decode at their size, the tables and verdicts are there
+    # the same page with a probe: where everything is, the plots decoded, the tables and verdicts there
     probe = tmp_path / "probe.html"
-    probe.write_text(page.read_text().replace("</body>", """<script>
-for (const img of document.images) console.log(`img ${img.alt} ${img.naturalWidth}x${img.naturalHeight}`);
-console.log(`tables ${document.querySelectorAll('table').length}`);
-console.log(`headings ${[...document.querySelectorAll('h2')].map(h => h.textContent).join(' | ')}`);
-console.log(`reproduced ${document.querySelectorAll('td.reproduced').length}`);
-console.log(`overflow ${document.documentElement.scrollWidth > window.innerWidth}`);
-</script></body>"""))
+    probe.write_text(page.read_text().replace("</body>", PROBE))
     messages = browse(chromium, probe, tmp_path / "probe.png")
-    assert "img maskrcnn-swin-t-bbox_mAP.png 1100x420" in messages
-    assert "img upernet-swin-t-mIoU.png 1100x420" in messages
-    assert "tables 4" in messages  # the sweep, the seeds, the runs of each recipe
+    assert not [m for m in messages if m.startswith("overlap ")], messages  # no heading, table, image or caption
+    figures = [m.split() for m in messages if m.startswith("figure ")]
+    assert [f[1] for f in figures] == [p.name for p in plots.draw(realistic_report)]
+    for _, name, natural, _, shown, _, where, _, inside in figures:
+        width, height = (int(v) for v in shown.split("x"))
+        assert natural == f"{width * plots.SCALE}x{height * plots.SCALE}" and width == 560, (name, natural, shown)
+        assert where == "below" and inside == "true", name  # its own caption under it, within the window
+    assert "rows of figures 6" in messages  # 11 figures, two a row: 2 + 1 for each recipe's four, three
+    assert "tables 5" in messages  # the sweep, the seeds, the runs of each recipe
     assert ("headings Sweep lr: bbox_mAP | Seeds | Runs of maskrcnn-swin-t | Runs of upernet-swin-t | "
-            "Learning curves") in messages
+            "Runs of maskrcnn-swin-t-fp16 | Learning curves") in messages
     assert any(m.startswith("reproduced ") and int(m.split()[1]) >= 4 for m in messages), messages
     assert "overflow false" in messages  # nothing wider than a 1280-pixel window
+
+
+def test_figures_stack_in_a_narrow_window(chromium, realistic_report, tmp_path):
+    probe = report.render(realistic_report, "html", tmp_path / "report.html")
+    probe.write_text(probe.read_text().replace("</body>", PROBE))
+    messages = browse(chromium, probe, tmp_path / "probe.png", size=(500, 800))
+    assert not [m for m in messages if m.startswith("overlap ")], messages
+    figures = [m.split() for m in messages if m.startswith("figure ")]
+    assert len(figures) == 11 and "rows of figures 11" in messages  # one a row
+    for _, name, _, _, shown, _, where, _, inside in figures:
+        assert int(shown.split("x")[0]) < 560 and where == "below" and inside == "true", (name, shown)
+    # the probe sees an overlap: captions pulled up over their images
+    probe.write_text(probe.read_text().replace("</style>", ".plots figcaption { margin-top: -3em; }</style>"))
+    messages = browse(chromium, probe, tmp_path / "probe.png", size=(500, 800))
+    assert "overlap image maskrcnn-swin-t-loss.png caption maskrcnn-swin-t-loss.png" in messages
+    assert any(m.startswith("figure ") and " caption misplaced " in m for m in messages), messages
