@@ -127,6 +127,7 @@ def test_the_single_validation_of_a_run_is_drawn_with_its_published_values(reali
     published = [points[0][1] for label, points in drawn.items() if label.startswith("published")]
     assert published and low < value - 1 and all(low < v < high for v in [value, *published])
     assert high - low > 4  # room around the point and the line, not a magnified sliver
+    assert run[0][0] == 100 and plot.figure.axes[0].get_xlim() == (0, 206)  # where training got to: iteration 200
 
 
 def text_boxes(fig) -> list[tuple[str, object]]:

@@ -105,13 +105,15 @@ def _figure():
     return fig, fig.add_subplot()
 
 
-def _finish(fig, ax, title: str, ylabel: str, handles: list, labels: list[str]) -> None:
+def _finish(fig, ax, title: str, ylabel: str, handles: list, labels: list[str], last_iter: int | None) -> None:
     from matplotlib.ticker import MaxNLocator
 
     ax.set_title(title, fontsize=11)
     ax.set(xlabel="iteration", ylabel=ylabel)
     ax.grid(alpha=0.3)
-    ax.set_xlim(left=0)
+    # from 0 to the runs' last logged iteration, as in their loss figure: a validation halfway through training
+    # shows as halfway, not at the right edge
+    ax.set_xlim(0, max(ax.get_xlim()[1], (last_iter or 0) * 1.03))
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # iterations: no 2.5
     for handle, label in zip(handles, labels, strict=True):
         handle.set_label(label)  # the lines name themselves too (tests, and anyone who reads the figure)
@@ -166,7 +168,7 @@ def _metric_plot(recipe: str, metric: str, logs, more: int, report: Report, smok
         values.append(e.value)
     ax.set_ylim(*y_limits(values, percent=True))
     title = f"{recipe}: {metric}" + (" (smoke runs)" if smoke else "")
-    _finish(fig, ax, title, f"{metric} (%)", handles, labels)
+    _finish(fig, ax, title, f"{metric} (%)", handles, labels, _last_iter(logs))
     name = f"{_slug(recipe)}-{'smoke-' if smoke else ''}{_slug(metric)}.png"
     return Plot(name, recipe, _metric_caption(recipe, metric, lines, more, published, reference, unplaced, smoke), fig,
                 smoke)
@@ -190,7 +192,8 @@ def _loss_plot(recipe: str, logs, more: int, smoke: bool) -> Plot | None:
         labels.append(_run_label(row))
         values.extend(ys)
     ax.set_ylim(*y_limits(values, percent=False))
-    _finish(fig, ax, f"{recipe}: training loss" + (" (smoke runs)" if smoke else ""), "loss", handles, labels)
+    _finish(fig, ax, f"{recipe}: training loss" + (" (smoke runs)" if smoke else ""), "loss", handles, labels,
+            _last_iter(logs))
     runs = _runs(len(lines), more, smoke)
     caption = f"{recipe}: training loss of {runs} by iteration."
     if smoke:
@@ -234,6 +237,10 @@ def _placed(curve, log) -> tuple[list[tuple[int, float]], list[float]]:
             it = epoch * per_epoch
         (placed.append((it, value)) if it is not None else missing.append(value))
     return placed, missing
+
+
+def _last_iter(logs) -> int | None:
+    return max((p.iter for _, log in logs for p in (*log.train, *log.val) if p.iter is not None), default=None)
 
 
 def _per_epoch(log) -> int | None:
