@@ -101,8 +101,9 @@ def test_the_html_plots_overlay_the_reference_curve(runs_root):
 
     _run(runs_root, AHEAD_LOG, fmt="mmengine", state="COMPLETED")
     built = rp.build_report(runs_root, [])
-    (name, fig), = plots.draw(built)
-    labels = [line.get_label() for ax in fig.axes for line in ax.get_lines()]
-    assert any(label.startswith("reference: ") for label in labels), labels
+    drawn = {plot.name: plot for plot in plots.draw(built)}
+    for name in ("maskrcnn-swin-t-bbox_mAP.png", "maskrcnn-swin-t-segm_mAP.png"):
+        labels = [line.get_label() for line in drawn[name].figure.axes[0].get_lines()]
+        assert any(label.startswith("reference log: ") for label in labels), labels
     html = rp.render(built, "html")
     assert "data:image/png;base64," in html and "behind reference" in html

@@ -328,16 +328,20 @@ def test_html_report_and_plots(mixed, tmp_path):
     out = report.render(mixed, "html", tmp_path / "out" / "report.html")
     assert out == tmp_path / "out" / "report.html" and out.is_file()
     html = out.read_text()
-    assert html.startswith("<!DOCTYPE html>") and html.count('src="data:image/png;base64,') == 2
+    names = ["maskrcnn-swin-t-bbox_mAP.png", "maskrcnn-swin-t-segm_mAP.png", "maskrcnn-swin-t-loss.png",
+             "maskrcnn-swin-t-smoke-bbox_mAP.png", "maskrcnn-swin-t-smoke-segm_mAP.png",
+             "maskrcnn-swin-t-smoke-loss.png", "upernet-swin-t-mIoU.png", "upernet-swin-t-loss.png"]
+    assert html.startswith("<!DOCTYPE html>") and html.count('src="data:image/png;base64,') == len(names)
+    assert html.count("<figcaption>") == len(names)  # one caption a figure
     assert "<h2>Seeds</h2>" in html and "reproduced" in html
     pngs = report.save_plots(mixed, tmp_path / "plots")
-    assert [p.name for p in pngs] == ["maskrcnn-swin-t-bbox_mAP.png", "upernet-swin-t-mIoU.png"]
+    assert [p.name for p in pngs] == names
     for png in pngs:
         assert png.stat().st_size > 20_000
         with Image.open(png) as image:
             image.verify()
         with Image.open(png) as image:
-            assert image.format == "PNG" and image.size == (1100, 420)
+            assert image.format == "PNG" and image.width == 1120  # 560 CSS pixels, twice as sharp
 
 
 def test_render_rejects_unknown_format(mixed):
@@ -428,7 +432,8 @@ def test_report_on_real_smoke_runs(runs, tmp_path):
     assert rows[det_run.id].progress == {"iter": 16, "total": 16, "epoch": 2, "max_epochs": 2, "eta_s": 0.0,
                                          "phase": "val"}
     pngs = report.save_plots(rep, tmp_path / "plots")
-    assert [p.name for p in pngs] == ["maskrcnn-swin-t-bbox_mAP.png", "upernet-swin-t-mIoU.png"]
+    assert [p.name for p in pngs] == ["maskrcnn-swin-t-smoke-loss.png", "upernet-swin-t-smoke-mIoU.png",
+                                      "upernet-swin-t-smoke-loss.png"]  # the Mask R-CNN smoke logged no metric
 
 
 def test_import_swinctl_smoke_run_dir(tmp_path):

@@ -157,7 +157,11 @@ def _markdown(report: Report) -> str:
 def _html(report: Report) -> str:
     from swinctl.report.plots import figures
 
-    plots = [(name, base64.b64encode(png).decode("ascii")) for name, png in figures(report)]
+    plots: dict[str, list[dict]] = {}  # per recipe, in the order drawn
+    for drawn in figures(report):
+        plots.setdefault(drawn.recipe, []).append(
+            {"name": drawn.name, "caption": drawn.caption, "width": drawn.width, "height": drawn.height,
+             "smoke": drawn.smoke, "data": base64.b64encode(drawn.png).decode("ascii")})
     return _environment("html").get_template("report.html.j2").render(
         report=report, tables=_template_tables(report, "html"), plots=plots)
 
