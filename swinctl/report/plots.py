@@ -316,7 +316,7 @@ def check_plots_dir(out_dir: Path | str) -> Path:
 def save_plots(report: Report, out_dir: Path | str) -> list[Path]:
     """Write the learning-curve PNGs into `out_dir` (created if missing), each whole or not at all (temp name and
     rename); returns their paths."""
-    from swinctl.checkpoint_files import write_atomic
+    from swinctl.job.checkpoints import write_atomic
 
     out_dir = check_plots_dir(out_dir)
     try:
