@@ -31,10 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))  # tests/slurm_cluster.py: the local cluster's start/env helpers
-CLI = ("from swinctl import cli, cli_sweep\n"
-       "if not any(c.name == 'sweep' for c in cli.app.registered_commands):\n"
-       "    cli.app.command('sweep')(cli_sweep.sweep)\n"
-       "cli.app(prog_name='swinctl')\n")
+CLI = "from swinctl import cli\ncli.app(prog_name='swinctl')\n"
 
 
 def grid_args(points: int) -> list[str]:

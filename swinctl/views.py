@@ -238,7 +238,7 @@ def outcome(record) -> Group:
 
 
 def cost_text(cost) -> str:
-    """'80.0 GPU-h' / '0.04 CPU-h' / '-' for a :class:`swinctl.status.Cost` or None."""
+    """'80.0 GPU-h' / '0.04 CPU-h' / '-' for a :class:`swinctl.runs.cost.Cost` or None."""
     if cost is None:
         return "-"
     hours = cost.hours

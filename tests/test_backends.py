@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from swinctl import backends, status
+from swinctl import backends
 from swinctl.backends.base import Backend, Observed, Submitted, register
 from swinctl.job import files as jobstate
-from swinctl.runs import submission, sync
+from swinctl.runs import lifecycle, submission, sync
 from swinctl.runs.ledger import Ledger, RunRecord
 
 
@@ -101,12 +101,12 @@ def test_a_requeued_job_is_followed_through_its_files_to_completion(fake):
 def test_a_cancelled_run_stays_cancelled_when_its_job_then_reports_the_sigterm(fake):
     record = _run(fake, state="RUNNING")
     jobstate.update_state(record.run_dir, state="RUNNING", job_id="100")
-    [(_, outcome)] = status.cancel(fake, ["r1"])
+    [(_, outcome)] = lifecycle.cancel(fake, ["r1"])
     assert outcome == "cancelled fake job 100" and FakeBackend.cancelled == ["r1"]
     assert fake.get("r1").state == "CANCELLED"
     jobstate.update_state(record.run_dir, state="FAILED", error="train script exited with code -15")
     assert _look(fake).state == "CANCELLED"  # ended: not refolded
-    [(_, again)] = status.cancel(fake, ["r1"])
+    [(_, again)] = lifecycle.cancel(fake, ["r1"])
     assert again == "already cancelled" and FakeBackend.cancelled == ["r1"]
 
 

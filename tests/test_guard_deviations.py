@@ -77,11 +77,12 @@ def test_the_published_batch_renders_no_scaling_and_other_changes_are_named(tmp_
 
 def test_deviations_are_recorded_in_the_ledger_and_the_run_dir(tmp_path, coco):
     from swinctl.runs import lifecycle as runs
+    from swinctl.runs import submission
 
     prepared = runs.prepare("maskrcnn-swin-t", overrides=[f"data.root={coco}", "resources.gpus=4",
                                                           "resources.gpus_per_node=4"],
                             executor="local", root=tmp_path / "runs")
-    record = runs.materialize(prepared)
+    record = submission.materialize(Ledger(prepared.spec.runs_root), prepared)
     stored = Ledger(tmp_path / "runs").get(record.id).deviations
     assert stored == prepared.deviations and any(d["kind"] == "batch" for d in stored)
     assert json.loads((record.run_dir / "deviations.json").read_text()) == stored

@@ -13,6 +13,7 @@ import pytest
 from test_report import Runs, det
 
 from swinctl import report, status
+from swinctl.runs import cost, select
 from swinctl.runs.ledger import Ledger
 
 
@@ -61,7 +62,7 @@ def three_recipes(tmp_path):
 def test_status_and_report_select_the_same_runs(three_recipes):
     runs, a, fp16, seg = three_recipes
     ledger = Ledger(runs.root)
-    short = status.short_ids(r.id for r in ledger.list_runs())
+    short = select.short_ids(r.id for r in ledger.list_runs())
     cases = {
         ("maskrcnn-swin-t",): [a.id],  # the recipe, not every id that starts with its name (the fp16 runs)
         ("maskrcnn-swin-t-fp16",): [fp16.id],
@@ -70,10 +71,10 @@ def test_status_and_report_select_the_same_runs(three_recipes):
         ("s", a.id): [a.id, seg.id],  # a sweep and a full id
     }
     for selectors, expected in cases.items():
-        assert [r.id for r in status.select(ledger, list(selectors))] == expected, selectors
+        assert [r.id for r in select.select(ledger, list(selectors))] == expected, selectors
         assert [r.id for r in report.build_report(runs.root, list(selectors)).runs] == expected, selectors
-    with pytest.raises(status.SelectionError, match="'nothing-like-it'"):
-        status.select(ledger, ["nothing-like-it"])
+    with pytest.raises(select.SelectionError, match="'nothing-like-it'"):
+        select.select(ledger, ["nothing-like-it"])
     with pytest.raises(report.ReportError, match="'nothing-like-it' matches no run id"):
         report.build_report(runs.root, ["nothing-like-it"])
 
@@ -104,9 +105,9 @@ def test_cost_in_cpu_hours_where_no_gpu_was_used(tmp_path):
     write_resources(gpu.run_dir, gpus=16, nodes=2)
     rep = report.build_report(runs.root)
     rows = {r.id: r for r in rep.runs}
-    assert rows[cpu.id].cost == status.Cost("CPU-h", 6.0, 12, 1.0)  # 2 nodes x 2 tasks x 3 cores for half an hour
+    assert rows[cpu.id].cost == cost.Cost("CPU-h", 6.0, 12, 1.0)  # 2 nodes x 2 tasks x 3 cores for half an hour
     assert rows[cpu.id].gpu_hours is None
-    assert rows[gpu.id].cost == status.Cost("GPU-h", 160.0, 16, 20.0) and rows[gpu.id].gpu_hours == 160.0
+    assert rows[gpu.id].cost == cost.Cost("GPU-h", 160.0, 16, 20.0) and rows[gpu.id].gpu_hours == 160.0
     data = json.loads(report.render(rep, "json"))
     assert {r["id"]: r["cost"] for r in data["runs"]}[cpu.id] == {"unit": "CPU-h", "hours": 6.0, "devices": 12,
                                                                   "node_hours": 1.0}
@@ -122,7 +123,7 @@ def test_cost_unknown_without_a_recipe_yaml(tmp_path):
     runs = Runs(tmp_path / "runs")
     cpu = runs.add(smoke=True, gpus=0, curve=det(0.1, 0.1))
     (cpu.run_dir / "recipe.yaml").unlink()
-    assert status.cost(Ledger(runs.root).get(cpu.id)) is None  # its cores are not known: no guess
+    assert cost.cost(Ledger(runs.root).get(cpu.id)) is None  # its cores are not known: no guess
 
 
 # ---------------------------------------------------------------------------------------------- --out

@@ -24,11 +24,9 @@ TINY = ["--smoke", "--set", "schedule.max_iters=4", "--set", "schedule.val_inter
 
 @pytest.fixture
 def app():
-    """The real CLI with `sweep` registered (as cli.py does)."""
-    from swinctl import cli, cli_sweep
+    """The real CLI."""
+    from swinctl import cli
 
-    if not any(c.name == "sweep" for c in cli.app.registered_commands):
-        cli.app.command("sweep")(cli_sweep.sweep)
     return cli.app
 
 

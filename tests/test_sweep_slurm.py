@@ -29,21 +29,15 @@ TINY = ["--smoke", "--set", "schedule.max_iters=4", "--set", "schedule.val_inter
         "schedule.checkpoint_interval=4", "--set", "schedule.warmup_iters=2", "--set", "schedule.log_interval=2",
         "--wandb", "disabled", "--executor", "slurm"]
 HELD = [*TINY, "--set", "resources.sbatch_args.begin=now+1hour"]  # queued, never started
-CLI = ("from swinctl import cli, cli_sweep\n"
-       "if not any(c.name == 'sweep' for c in cli.app.registered_commands):\n"
-       "    cli.app.command('sweep')(cli_sweep.sweep)\n"
-       "cli.app(prog_name='swinctl')\n")
+CLI = "from swinctl import cli\ncli.app(prog_name='swinctl')\n"
 
 
 @pytest.fixture
 def swinctl(slurm_cluster, runs_root):
-    """The CLI in-process (`sweep` registered as cli.py does); jobs the test left queued are cancelled after it."""
+    """The CLI in-process; jobs the test left queued are cancelled after it."""
     from typer.testing import CliRunner
 
-    from swinctl import cli, cli_sweep
-
-    if not any(c.name == "sweep" for c in cli.app.registered_commands):
-        cli.app.command("sweep")(cli_sweep.sweep)
+    from swinctl import cli
 
     def invoke(*args):
         return CliRunner().invoke(cli.app, [str(a) for a in args], env={**os.environ, "COLUMNS": "250"})

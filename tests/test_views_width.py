@@ -17,6 +17,7 @@ from rich.text import Text
 from test_report import Runs, det
 
 from swinctl import report, status, views
+from swinctl.runs import select
 from swinctl.runs.ledger import Ledger
 
 WIDTHS = (80, 100)
@@ -120,12 +121,12 @@ def test_status_reads_whole(ledger_runs, width):
 def test_short_ids_are_unique_tails():
     ids = ["maskrcnn-swin-t-20240101-120000-ab12", "upernet-swin-t-20240102-080000-ab12",
            "upernet-swin-t-20240102-080000-cd34", "upernet-swin-t-smoke-20240103-080000-ef56", "import:foo"]
-    assert status.short_ids(ids) == {
+    assert select.short_ids(ids) == {
         ids[0]: "120000-ab12", ids[1]: "080000-ab12", ids[2]: "cd34", ids[3]: "ef56", "import:foo": "import:foo"}
     same_time = ["a-20240101-120000-ab12", "b-20240102-120000-ab12"]
-    assert status.short_ids(same_time) == {same_time[0]: "20240101-120000-ab12", same_time[1]: "20240102-120000-ab12"}
+    assert select.short_ids(same_time) == {same_time[0]: "20240101-120000-ab12", same_time[1]: "20240102-120000-ab12"}
     twins = ["a-20240101-120000-ab12", "b-20240101-120000-ab12"]  # nothing shorter than the id tells them apart
-    assert status.short_ids(twins) == {twins[0]: twins[0], twins[1]: twins[1]}
+    assert select.short_ids(twins) == {twins[0]: twins[0], twins[1]: twins[1]}
 
 
 def test_status_json_and_wide_keep_full_ids(ledger_runs):
@@ -171,7 +172,7 @@ def cli(*args, width: int, root) -> str:
 @pytest.mark.parametrize("width", WIDTHS)
 def test_cli_status_all_and_report_fit(ledger_runs, width):
     records = Ledger(ledger_runs.root).list_runs()
-    shorts = status.short_ids(r.id for r in records)
+    shorts = select.short_ids(r.id for r in records)
     for verb in (["status", "--all"], ["report"]):
         out = cli(*verb, width=width, root=ledger_runs.root)
         lines = out.splitlines()
@@ -203,7 +204,7 @@ def test_sweep_table_reads_whole(ledger_runs, width):
     records = [r for r in ledger.list_runs() if r.sweep == "lr"]
     rows = [sweep.SweepRow(i, r.overrides, "sig", status.row(ledger, r), False) for i, r in enumerate(records)]
     rows.append(sweep.SweepRow(len(rows), ["optimizer.lr=1e-3"], "sig", None, False))
-    shorts = status.short_ids(r.id for r in ledger.list_runs())
+    shorts = select.short_ids(r.id for r in ledger.list_runs())
     text = assert_reads_whole([sweep.sweep_table(rows, title="lr", short_ids=shorts)], width)
     assert all(shorts[r.id] in text.split() and r.id not in text for r in records)
     assert "NOT CREATED" in text and "★" in text
@@ -321,13 +322,13 @@ def test_recipes_read_whole_at_80_columns_without_wide():
 
 @pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
 def test_run_wait_summary_keeps_the_run_dir_whole(tmp_path, piped):
-    """What `run --wait` prints when the run ends (cli._follow): its id and run dir can be copied at 80 columns."""
+    """What `run --wait` prints when the run ends (cli.run._follow): its id and run dir can be copied at 80 columns."""
     from test_report import Runs
 
     runs = Runs(tmp_path / "a-long-runs-root-on-a-shared-filesystem" / "project-with-a-long-name" / "runs")
     record = runs.add(smoke=True, gpus=0, elapsed_s=61.0)
-    follow = ("-c", "import sys; from pathlib import Path; from swinctl import cli; "
-              "cli._follow(sys.argv[1], Path(sys.argv[2]))")
+    follow = ("-c", "import sys; from pathlib import Path; from swinctl.cli.run import _follow; "
+              "from swinctl.runs.ledger import Ledger; _follow(sys.argv[1], Ledger(Path(sys.argv[2])))")
     args = (record.id, str(runs.root))
     if piped:
         env = dict(os.environ, COLUMNS="80", TERM="dumb", NO_COLOR="1")

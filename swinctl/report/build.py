@@ -6,11 +6,12 @@ import difflib
 from collections.abc import Sequence
 from pathlib import Path
 
-from swinctl import results, status
+from swinctl import results
 from swinctl.report import judging, sources
 from swinctl.report.judging import Expectations, Expected
 from swinctl.report.model import Report, ReportError, RunRow
 from swinctl.report.recognize import explain
+from swinctl.runs import cost, select
 
 
 def build_report(
@@ -24,7 +25,7 @@ def build_report(
     source: str = "local",
 ) -> Report:
     """Gather, read and judge the runs named by `selectors` (run ids, sweep names, recipe names, short ids, id
-    prefixes: :func:`swinctl.status.match`, as `status` selects).
+    prefixes: :func:`swinctl.runs.select.match`, as `status` selects).
 
     No selectors: every run in the ledger. `metric`: the metric(s) to show (default: each recipe's expected
     metrics); the first decides sorting, sweeps and plots. `pick`: 'last' (the final validation or the test) or
@@ -56,7 +57,7 @@ def build_report(
     else:
         records = sources.ledger_records(Path(runs_root))
         known_ids = [r.id for r in records]
-        selected, unmatched = status.match(records, selectors) if selectors else (records, [])
+        selected, unmatched = select.match(records, selectors) if selectors else (records, [])
         if not selectors and import_dirs:
             selected = []  # `--import DIR` alone reports just the imported runs
         import_recipes = [s for s in selectors if s in {r.recipe for r in records}]
@@ -76,14 +77,14 @@ def build_report(
             text = judging.read_recipe_yaml(record.run_dir)  # read once: expected values and resources
             expectation = expectations.for_run(record.run_dir, record.recipe, text)
             rows.append(sources.row_from_record(record, expectation, metrics, pick,
-                                                status.resources_of(record.run_dir, text) if text else {},
+                                                cost.resources_of(record.run_dir, text) if text else {},
                                                 tested=tests.get(record.id)))
             expectation_of[record.id] = expectation
         rows += _imported(import_dirs, list(dict.fromkeys(import_recipes)), expectations, metrics, pick, problems,
                           expectation_of)
         if not rows:
             problems.append("no runs to report")
-    shorts = status.short_ids([*known_ids, *(r.id for r in rows)])
+    shorts = select.short_ids([*known_ids, *(r.id for r in rows)])
     for row in rows:
         row.short_id = shorts.get(row.id, row.id)
     groups = judging.aggregate(rows, expectation_of)
@@ -108,7 +109,7 @@ def _from_wandb(selectors, import_dirs, expectations, metrics, pick, problems, e
     rows = [wandb_source.row_from_wandb(run, expectations, metrics, pick, known)
             for run in wandb_source.wandb_runs(path)]
     if rest:
-        rows = status.match(rows, rest)[0]  # W&B rows have the id, sweep and recipe a selector names
+        rows = select.match(rows, rest)[0]  # W&B rows have the id, sweep and recipe a selector names
     for row in rows:
         expectation_of[row.id] = expectations.for_recipe(row.recipe)
     if not rows:

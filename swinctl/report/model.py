@@ -11,8 +11,8 @@ from typing import Literal
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
 from swinctl.errors import UserError
+from swinctl.runs.cost import Cost
 from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES
-from swinctl.status import Cost
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "md", "csv", "json", "html")

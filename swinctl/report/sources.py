@@ -7,10 +7,11 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from swinctl import published, results, status
+from swinctl import published, results
 from swinctl.report import judging
 from swinctl.report.judging import Expected
 from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError, RunRow
+from swinctl.runs import cost as cost_
 
 
 def metrics_for(requested: list[str] | None, expectations, codebase: str | None,
@@ -43,7 +44,7 @@ def make_row(*, id: str, origin: str, kind: str, recipe: str | None, codebase: s
              log_format: str, progress: results.Progress | None, flags: Iterable[str], problems: list[str],
              last: dict[str, float], best: dict[str, tuple[float, results.ValPoint | None]],
              last_at: results.ValPoint | None, expectation: Expected | None,
-             metrics: list[str] | None, pick: str, cost: status.Cost | None = None,
+             metrics: list[str] | None, pick: str, cost: cost_.Cost | None = None,
              deviations: list[str] = (), reference: dict | None = None,
              published_weights: str | None = None, tested_by: str | None = None) -> RunRow:
     """One report row from what is known about a run, whatever its origin (ledger, import, W&B).
@@ -114,14 +115,19 @@ def guard_fields(run_dir: Path, work_dir: Path, recorded: list[dict] | None, smo
 
 
 def ledger_records(root: Path) -> list:
-    """Every run of the ledger under `root` ([] when there is none: a report never creates one)."""
+    """Every run of the ledger under `root`, brought up to date as `status` does: jobs an interrupted submission
+    left unrecorded adopted, and every active run's job files and scheduler state folded in first
+    (:func:`swinctl.runs.sync.refresh_all`); [] when there is no ledger (a report never creates one)."""
+    from swinctl.runs import submission, sync
     from swinctl.runs.ledger import Ledger, open_runs_root
 
     if root.exists() and not root.is_dir():
         open_runs_root(root)  # raises what `status` and `run` say of a runs root that is a file
     if not (root / "ledger.sqlite").is_file():
         return []
-    return Ledger(root).list_runs()
+    ledger = Ledger(root)
+    submission.recover(ledger)
+    return sync.refresh_all(ledger, ledger.list_runs())
 
 
 def row_from_record(record, expectation: Expected | None, metrics: list[str] | None, pick: str,
@@ -153,10 +159,10 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
     return make_row(
         id=record.id, origin="ledger", kind=record.kind, recipe=record.recipe, codebase=record.codebase,
         sweep=record.sweep, seed=record.seed, overrides=record.overrides, state=record.state, smoke=record.smoke,
-        executor=record.executor, gpus=record.gpus, elapsed_s=status.elapsed_s(record),
-        gpu_hours=status.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
+        executor=record.executor, gpus=record.gpus, elapsed_s=cost_.elapsed_s(record),
+        gpu_hours=cost_.gpu_hours(record), work_dir=str(record.work_dir), log_format=log.format,
         progress=log.progress, flags=flags, problems=problems, last=last, best=best, last_at=last_at,
-        expectation=expectation, metrics=metrics, pick=pick, cost=status.cost(record, resources),
+        expectation=expectation, metrics=metrics, pick=pick, cost=cost_.cost(record, resources),
         tested_by=tested_by, **guard_fields(record.run_dir, record.work_dir, record.deviations, record.smoke),
         published_weights=(weights or {}).get("published"),
     )

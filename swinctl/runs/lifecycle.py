@@ -20,8 +20,10 @@ from typing import Literal
 from swinctl import backends, recipes, results
 from swinctl.backends import Backend
 from swinctl.job.spec import After, JobSpec, Resources
+from swinctl.runs import submission, sync
 from swinctl.runs.ledger import Ledger, RunRecord
-from swinctl.published import TestWeights, planned_path, write_record
+from swinctl.runs.select import cancel_targets
+from swinctl.published import TestWeights, planned_path
 from swinctl.published import resolve as resolve_test_weights
 from swinctl.recipes import Recipe, RecipeError
 
@@ -309,39 +311,6 @@ def after_job(test: PreparedRun, job_id: str | None) -> PreparedRun:
     return replace(test, spec=replace(test.spec, after=after))
 
 
-def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
-    spec = prepared.spec
-    return RunRecord(
-        id=prepared.run_id, kind=spec.kind, recipe=prepared.recipe.name, codebase=prepared.recipe.codebase,
-        overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
-        state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
-        seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
-        deviations=list(prepared.deviations), follows=prepared.follows,
-    )
-
-
-def materialize(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
-    """Write the run directory (resolved recipe, config) and its ledger row."""
-    spec = prepared.spec
-    ledger = Ledger(spec.runs_root)  # a runs root or ledger that cannot be used fails here, before any write
-    try:
-        spec.run_dir.mkdir(parents=False, exist_ok=False)
-    except OSError as exc:
-        raise RecipeError(f"cannot create the run directory {spec.run_dir}: {exc.strerror or exc}") from None
-    try:
-        (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
-        spec.config.write_text(prepared.config_text)
-        from swinctl import guard
-
-        guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
-        if prepared.weights is not None:
-            write_record(spec.run_dir, prepared.weights)  # weights.json: what the test evaluates
-        return ledger.add(record_of(prepared, submission))
-    except BaseException:
-        shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
-        raise
-
-
 def require_backend(prepared: PreparedRun) -> None:
     """RecipeError when the run's backend cannot take jobs from here (no sbatch, a controller that does not
     answer): checked before anything is printed or written."""
@@ -351,11 +320,27 @@ def require_backend(prepared: PreparedRun) -> None:
         raise RecipeError(str(exc)) from None
 
 
-def launch(prepared: PreparedRun):
-    """Submit one run (a sweep of one point: swinctl.runs.submission); returns its ledger row and the submission.
-    Call `require_backend` first."""
-    from swinctl.runs import submission
-
-    ledger = Ledger(prepared.spec.runs_root)
+def launch(prepared: PreparedRun, ledger: Ledger | None = None):
+    """Submit one run (a sweep of one point: swinctl.runs.submission) into `ledger` (the one under the run's runs
+    root, opened here if not given); returns its ledger row and the submission. Call `require_backend` first."""
+    ledger = ledger or Ledger(prepared.spec.runs_root)
     submitted = submission.submit_one(ledger, prepared)
     return ledger.get(prepared.run_id), submitted
+
+
+def cancel(ledger: Ledger, selectors: list[str]) -> list[tuple[RunRecord, str]]:
+    """Stop the selected runs' jobs (every process of each) and record them CANCELLED, which they stay."""
+    outcomes = []
+    for record in cancel_targets(ledger, selectors):
+        record = sync.refresh(ledger, record)
+        if not record.is_active:
+            outcomes.append((record, f"already {record.state.lower()}"))
+            continue
+        try:
+            outcome = backends.get(record.executor).cancel(record, ledger.submission(record.submission))
+        except backends.base.BackendError as exc:
+            outcomes.append((record, str(exc)))
+            continue
+        ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time())
+        outcomes.append((record, outcome))
+    return outcomes

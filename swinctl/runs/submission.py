@@ -19,11 +19,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
-from swinctl import backends
+from swinctl import backends, recipes
 
 from swinctl.job import files as jobstate
 from swinctl.backends import Submitted
-from swinctl.runs.ledger import Ledger, SubmissionRecord
+from swinctl.published import write_record
+from swinctl.recipes import RecipeError
+from swinctl.runs.ledger import Ledger, RunRecord, SubmissionRecord
 
 LOCK_FILE = ".submit.lock"
 # Tests: SIGKILL this process right before the backend submits (runs recorded, nothing submitted) or right after it
@@ -61,14 +63,13 @@ progress: str | None = None
 def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, parallel: int) -> Submitted:
     """Write the runs of a recorded submission, submit them, record their job ids."""
     global progress
-    from swinctl.runs import lifecycle as runs
     from swinctl.job.spec import JobError
 
     progress = "submitting"
 
     backend = backends.get(submission.executor)
     for p in prepared:
-        runs.materialize(p, submission=submission.token)
+        materialize(ledger, p, submission=submission.token)
     if os.environ.get(KILL_BEFORE_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     try:
@@ -89,6 +90,39 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
     _record(ledger, submission, submitted, "submitted")
     progress = "submitted"
     return submitted
+
+
+def record_of(prepared, submission: str | None = None) -> RunRecord:
+    spec = prepared.spec
+    return RunRecord(
+        id=prepared.run_id, kind=spec.kind, recipe=prepared.recipe.name, codebase=prepared.recipe.codebase,
+        overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
+        state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
+        seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
+        deviations=list(prepared.deviations), follows=prepared.follows,
+    )
+
+
+def materialize(ledger: Ledger, prepared, submission: str | None = None) -> RunRecord:
+    """Write the run directory (resolved recipe, config) of a prepared run (swinctl.runs.lifecycle.PreparedRun)
+    and its ledger row."""
+    spec = prepared.spec
+    try:
+        spec.run_dir.mkdir(parents=False, exist_ok=False)
+    except OSError as exc:
+        raise RecipeError(f"cannot create the run directory {spec.run_dir}: {exc.strerror or exc}") from None
+    try:
+        (spec.run_dir / "recipe.yaml").write_text(recipes.dump_recipe(prepared.recipe))
+        spec.config.write_text(prepared.config_text)
+        from swinctl import guard
+
+        guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
+        if prepared.weights is not None:
+            write_record(spec.run_dir, prepared.weights)  # weights.json: what the test evaluates
+        return ledger.add(record_of(prepared, submission))
+    except BaseException:
+        shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
+        raise
 
 
 def _record(ledger: Ledger, submission: SubmissionRecord, submitted: Submitted, event: str) -> None:

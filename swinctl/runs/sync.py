@@ -69,7 +69,7 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
             return {**end, "state": "FAILED" if observed.state == "COMPLETED" else observed.state, "error": str(exc)}
         if job is not None and job.state in FINAL_STATES:
             return _from_job(record, job)
-        from swinctl.status import error_tail
+        from swinctl.runs.logs import error_tail
 
         try:
             tail = error_tail(record) if observed.state != "CANCELLED" else ""  # (a cancel's SIGTERM is no error)

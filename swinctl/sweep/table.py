@@ -57,7 +57,7 @@ def default_metric(rows: list[SweepRow]) -> str | None:
 def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None,
                 short_ids: dict[str, str] | None = None):
     """point | overrides | run | state | progress | METRIC (best marked) | note, fitted to the terminal's width
-    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`status.short_ids`); full ids without."""
+    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`runs.select.short_ids`); full ids without."""
     from rich.text import Text
 
     from swinctl import views

@@ -1,18 +1,31 @@
-"""`swinctl sweep`: the command line of swinctl/sweep/ (registered in cli.py as `app.command("sweep")(sweep)`).
+"""`sweep`: the command line of swinctl/sweep/.
 
 Only typer, rich and the standard library are imported at start; the work is imported when the command runs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-Many = list[str] | None
+from swinctl.cli.app import (
+    Executor,
+    Guard,
+    Interrupts,
+    Many,
+    NoScaleLr,
+    RunsRoot,
+    Smoke,
+    Wandb,
+    app,
+    console,
+    fail,
+    watch_until_done,
+)
 
 
+@app.command()
 def sweep(
     spec: Annotated[str, typer.Argument(metavar="RECIPE|SWEEP.yaml", help="Recipe name or .yaml, or a sweep file "
                                         "(recipe, name, grid, zip, random, seeds, tie sections).")],
@@ -33,9 +46,8 @@ def sweep(
                                       "repeatable.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Sweep name.",
                                                 show_default="RECIPE-HASH of the space")] = None,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model and schedule on generated demo data.")] = False,
-    executor: Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is "
-                                          "found).")] = "auto",
+    smoke: Smoke = False,
+    executor: Executor = "auto",
     set_: Annotated[Many, typer.Option("--set", "-s", help="Override for every point: dotted.key=value; "
                                        "repeatable.")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the points and the sbatch array; submit "
@@ -48,23 +60,17 @@ def sweep(
     force: Annotated[bool, typer.Option("--force", help="Submit every point, even those that already ran.")] = False,
     split_arrays: Annotated[bool, typer.Option("--split-arrays", help="Allow points with different resources "
                                                "(one job array per resource group).")] = False,
-    runs_root: Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live.",
-                                                      show_default="$SWINCTL_RUNS or ./runs")] = None,
-    wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
-                                       "disabled.")] = "auto",
+    runs_root: RunsRoot = None,
+    wandb: Wandb = "auto",
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a sweep of more than 2,000 points.")] = False,
-    no_scale_lr: Annotated[bool, typer.Option("--no-scale-lr", help="Keep the recipe's learning rate when the total "
-                                              "batch differs from the published one (default: the linear rule).")]
-    = False,
+    no_scale_lr: NoScaleLr = False,
 ) -> None:
     """Sweep a recipe over a grid, paired lists, a random search and seeds: one run per point, one job array.
 
     Points that already ran (here or in another sweep: same resolved config) are not trained again; running the
     same command again submits only what never ran (--retry-failed: also what failed; --force: everything).
     """
-    from swinctl.cli import _Guard, _Interrupts, console, fail
-
-    with _Interrupts(), _Guard():
+    with Interrupts(), Guard():
         from swinctl import sweep as sw
 
         space = sw.load_space(spec, grid=grid or [], zip_=zip_ or [], random_n=random_n, random_seed=seed,
@@ -96,7 +102,6 @@ def sweep(
 
 
 def _dry_run(sw, space, **kwargs) -> None:
-    from swinctl.cli import console
     from swinctl.runs.ledger import LEDGER_FILE, Ledger
     from swinctl.runs.lifecycle import runs_root
 
@@ -120,7 +125,6 @@ def _dry_run(sw, space, **kwargs) -> None:
 
 def _print_deviations(plan) -> None:
     """Each point's deviations from the published setting; points that share them are printed once."""
-    from swinctl.cli import console
     from swinctl.guard import show
 
     seen: dict[str, list[int]] = {}
@@ -136,7 +140,6 @@ def _print_deviations(plan) -> None:
 
 
 def _follow(sw, plan) -> None:
-    from swinctl.cli import console, watch_until_done
     from swinctl.runs.ledger import Ledger
 
     ledger = Ledger(plan.root)
@@ -147,10 +150,9 @@ def _follow(sw, plan) -> None:
         return list(rows)
 
     def table(shown):
-        from swinctl import status
+        from swinctl.runs.select import short_ids
 
-        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=status.short_ids(r.id for r in
-                                                                                                ledger.list_runs()))
+        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=short_ids(r.id for r in ledger.list_runs()))
 
     watch_until_done(snapshot, table, sw.active,
                      what=f"sweep {plan.name}", selector=plan.name)

@@ -1,0 +1,3 @@
+from swinctl.cli import main
+
+main()
