@@ -33,9 +33,9 @@ ITERS = 10
 # asks for; the UPerNet smoke model predicting 8 classes (150-way logits at full resolution are most of a CPU
 # iteration), since the point is the scheduler and the process group, not the model.
 COMMON = ["upernet-swin-t", "--smoke", "--executor", "slurm", "--wandb", "disabled",
-          "--set", "seed=7", "--set", "model.num_classes=8", "--set", "schedule.log_interval=1", "--set", f"schedule.max_iters={ITERS}",
-          "--set", "schedule.val_interval=100000", "--set", "schedule.checkpoint_interval=100000",
-          "--set", "resources.cpus_per_task=1"]
+          "--set", "seed=7", "--set", "model.num_classes=8", "--set", "schedule.log_interval=1",
+          "--set", f"schedule.max_iters={ITERS}", "--set", "schedule.val_interval=100000",
+          "--set", "schedule.checkpoint_interval=100000", "--set", "resources.cpus_per_task=1"]
 TWO_NODES = ["--nodes", "2"]  # one task per node (a CPU job's default)
 ONE_NODE = ["--set", "resources.tasks_per_node=2"]  # the same world size and total batch on one node
 
@@ -140,6 +140,8 @@ def test_two_nodes_train_to_the_weights_of_one_node_with_two_tasks(two_nodes_run
     assert [t[2] for t in tasks] == step_nodes, tasks  # rank r on the r-th node: SLURMD_NODENAME differs
     assert [t[3] for t in tasks] == [1, 2], tasks  # SLURM_NODEID: one task per node
     assert {t[5] for t in tasks} == {step_nodes[0]}, tasks  # MASTER_ADDR: the node list's first node, by name
+    shown = _invoke(root, "logs", spread.id, "--task", "1", "--err")  # what a user reads
+    assert shown.exit_code == 0 and f"task 1 of 2 on node {step_nodes[1]} (2 of 2)" in shown.output, shown.output
     running = next(e for e in Ledger(root).events(spread.id) if e.kind == "running")
     assert "2 nodes" in running.detail, running.detail
 
