@@ -9,8 +9,9 @@
 #   scripts/local-slurm.sh status DIR   exit 0 when every daemon is up and every node answers
 #   scripts/local-slurm.sh env    DIR   print `export SLURM_CONF=...` for `eval "$(... env DIR)"`
 #
-# Exit codes: 0 ok, 1 a daemon failed to start (its log tail is printed), 2 not root,
-# 3 packages missing and no apt-get, 4 apt-get failed, 64 usage.
+# Exit codes: 0 ok, 1 a daemon failed to start (its log tail is printed) or a node's name could
+# not be made to resolve, 2 not root, 3 packages missing and no apt-get, 4 apt-get failed,
+# 64 usage (or a bad SWINCTL_SLURM_NODES).
 # DIR defaults to $SWINCTL_SLURM_DIR, then /tmp/swinctl-slurm.  Needs root (the daemons run as
 # root, SlurmUser=root).  Ports: SWINCTL_SLURM_PORT_BASE (default 6817) gives slurmctld=BASE,
 # slurmd=BASE+1 (the first node), slurmdbd=BASE+2, node K>1's slurmd BASE+1+K; mariadb listens on
