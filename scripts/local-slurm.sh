@@ -1,25 +1,34 @@
 #!/usr/bin/env bash
-# scripts/local-slurm.sh — a real one-node SLURM cluster on localhost, for swinctl's tests.
+# scripts/local-slurm.sh — a real SLURM cluster of one or more nodes on localhost, for swinctl's tests.
 #
 #   scripts/local-slurm.sh start  DIR   install Debian's slurm/munge/mariadb packages if missing,
 #                                       write every config/state/log/pid/socket under DIR, start
-#                                       munged, mariadbd, slurmdbd, slurmctld and slurmd
-#                                       (a no-op success when already running)
+#                                       munged, mariadbd, slurmdbd, slurmctld and one slurmd per
+#                                       node (a no-op success when already running)
 #   scripts/local-slurm.sh stop   DIR   stop everything started from DIR (by its pid files) and wait
-#   scripts/local-slurm.sh status DIR   exit 0 when every daemon is up and the node answers
+#   scripts/local-slurm.sh status DIR   exit 0 when every daemon is up and every node answers
 #   scripts/local-slurm.sh env    DIR   print `export SLURM_CONF=...` for `eval "$(... env DIR)"`
 #
-# Exit codes: 0 ok, 1 a daemon failed to start (its log tail is printed), 2 not root,
-# 3 packages missing and no apt-get, 4 apt-get failed, 64 usage.
+# Exit codes: 0 ok, 1 a daemon failed to start (its log tail is printed) or a node's name could
+# not be made to resolve, 2 not root, 3 packages missing and no apt-get, 4 apt-get failed,
+# 64 usage (or a bad SWINCTL_SLURM_NODES).
 # DIR defaults to $SWINCTL_SLURM_DIR, then /tmp/swinctl-slurm.  Needs root (the daemons run as
 # root, SlurmUser=root).  Ports: SWINCTL_SLURM_PORT_BASE (default 6817) gives slurmctld=BASE,
-# slurmd=BASE+1, slurmdbd=BASE+2; mariadb listens on a unix socket only.
+# slurmd=BASE+1 (the first node), slurmdbd=BASE+2, node K>1's slurmd BASE+1+K; mariadb listens on
+# a unix socket only.
 #
-# Knobs: SWINCTL_SLURM_CPUS (CPUs declared for the node, default max(8, real); the node is
+# SWINCTL_SLURM_NODES (default 2): how many compute nodes. 1 is one node named after the host, as
+# before; N>1 runs N slurmd daemons on this host (`slurmd -N NAME`, each with its own port, spool,
+# log and pid file), nodes HOST-1..HOST-N, so multi-node jobs (sbatch --nodes 2) really span
+# nodes: SLURM_JOB_NODELIST, SLURMD_NODENAME and per-node task counts are SLURM's own. Their
+# names must resolve, as on a real cluster (MASTER_ADDR is the node list's first name): a name
+# that does not is added to /etc/hosts as 127.0.0.1 (once, tagged `# swinctl local-slurm`; stop
+# leaves it).
+# Knobs: SWINCTL_SLURM_CPUS (CPUs declared for each node, default max(8, real); the node is
 # oversubscribed on purpose so several tiny test jobs run at once on a 2-core machine);
 # SWINCTL_SLURM_CRED_EXPIRE (AuthInfo cred_expire, default 10 s: a requeued job becomes eligible
 # again cred_expire+1 s after the requeue instead of Slurm's default 120 s);
-# SWINCTL_SLURM_GPUS (default 4, 0 for none: the node advertises that many *fake* `gpu` GRES,
+# SWINCTL_SLURM_GPUS (default 4, 0 for none: each node advertises that many *fake* `gpu` GRES,
 # backed by /dev/null clones under DIR/dev, so jobs asking --gpus-per-node/--gres=gpu:N are
 # accepted and scheduled; Slurm sets CUDA_VISIBLE_DEVICES=0,1.. but there is no GPU behind it).
 #
@@ -44,6 +53,8 @@ case $DIR in /*) ;; *) DIR=$(pwd)/$DIR ;; esac
 PORT_BASE=${SWINCTL_SLURM_PORT_BASE:-6817}
 CRED_EXPIRE=${SWINCTL_SLURM_CRED_EXPIRE:-10}
 FAKE_GPUS=${SWINCTL_SLURM_GPUS:-4}
+NODES=${SWINCTL_SLURM_NODES:-2}
+[[ $NODES =~ ^[1-9][0-9]*$ ]] || die 64 "SWINCTL_SLURM_NODES must be a positive integer, not '$NODES'"
 CTLD_PORT=$PORT_BASE
 SLURMD_PORT=$((PORT_BASE + 1))
 DBD_PORT=$((PORT_BASE + 2))
@@ -61,8 +72,34 @@ SLURM_CONF_FILE=$ETC/slurm.conf
 
 pidfile() { echo "$RUN/$1.pid"; }
 
-# pid of a daemon from its pid file if that process is alive and is that daemon (a stale pid
-# file whose pid was reused by something else, or a zombie, does not count), else nothing (exit 1)
+node_names() {  # the compute nodes, one a line: the host itself, or HOST-1..HOST-N
+    local k
+    if ((NODES == 1)); then echo "$NODE"; else for ((k = 1; k <= NODES; k++)); do echo "$NODE-$k"; done; fi
+}
+
+slurmd_id() {  # slurmd_id NODE: the name of that node's slurmd pid file (RUN/ID.pid)
+    if ((NODES == 1)); then echo slurmd; else echo "slurmd-$1"; fi
+}
+
+slurmd_log() { echo "$LOG/$(slurmd_id "$1").log"; }
+
+slurmd_port() {  # slurmd_port K (1-based): BASE+1 for the first node, BASE+1+K after slurmdbd's BASE+2
+    if (($1 == 1)); then echo $((PORT_BASE + 1)); else echo $((PORT_BASE + 1 + $1)); fi
+}
+
+# every slurmd pid file under RUN, whatever the node count it was started with (stop must find
+# the daemons of a cluster started with other knobs)
+slurmd_ids() {
+    local f
+    for f in "$RUN"/slurmd.pid "$RUN"/slurmd-*.pid; do
+        [[ -e $f ]] && basename "$f" .pid
+    done
+    return 0
+}
+
+# pid of a daemon from its pid file (RUN/NAME.pid) if that process is alive and is that daemon
+# (its command starts with COMM, default NAME; a stale pid file whose pid was reused by something
+# else, or a zombie, does not count), else nothing (exit 1)
 alive_pid() {
     local f pid comm
     f=$(pidfile "$1")
@@ -72,7 +109,7 @@ alive_pid() {
     [[ $pid =~ ^[0-9]+$ ]] || return 1
     kill -0 "$pid" 2>/dev/null || return 1
     comm=$(cat "/proc/$pid/comm" 2>/dev/null) || return 1
-    [[ $comm == "$1"* ]] || return 1
+    [[ $comm == "${2:-$1}"* ]] || return 1
     local stat
     stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
     stat=${stat##*) }                    # after "pid (comm) ": the state letter first
@@ -118,17 +155,41 @@ node_line() {
     [[ -n $mem ]] || mem=$(($(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024))
     cpus=${SWINCTL_SLURM_CPUS:-$((real_cpus > 8 ? real_cpus : 8))}
     # Declare a plain 1-socket topology with the oversubscribed count; memory is what the machine has.
-    local gres=""
+    # (Each of several nodes declares as much: a job that fits one node here fits any of them.)
+    local gres="" name k=0 port=""
     ((FAKE_GPUS > 0)) && gres=" Gres=gpu:$FAKE_GPUS"
-    echo "NodeName=$NODE NodeAddr=127.0.0.1 NodeHostname=$NODE CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem$gres State=UNKNOWN"
+    for name in $(node_names); do
+        k=$((k + 1))
+        ((NODES > 1)) && port=" Port=$(slurmd_port $k)"
+        echo "NodeName=$name NodeAddr=127.0.0.1 NodeHostname=$NODE$port CPUs=$cpus Boards=1 SocketsPerBoard=1 CoresPerSocket=$cpus ThreadsPerCore=1 RealMemory=$mem$gres State=UNKNOWN"
+    done
+}
+
+# A node's name must resolve where its jobs run, as on a real cluster: torch's and MMEngine's
+# rendezvous (MASTER_ADDR) is the node list's first name. Names that do not are added to
+# /etc/hosts, appended (a rename could not replace a bind-mounted /etc/hosts, as in containers).
+resolve_nodes() {
+    local name
+    ((NODES > 1)) || return 0  # (one node keeps the host's own name, as before)
+    for name in $(node_names); do
+        getent hosts "$name" >/dev/null && continue
+        # (a last line without its newline would swallow ours)
+        [[ ! -s /etc/hosts || -z $(tail -c1 /etc/hosts) ]] || echo >>/etc/hosts
+        say "adding $name to /etc/hosts (127.0.0.1), as a real cluster's DNS would name the node"
+        printf '127.0.0.1 %s  # swinctl local-slurm\n' "$name" >>/etc/hosts \
+            || die 1 "could not add node $name to /etc/hosts; use SWINCTL_SLURM_NODES=1, or make $name resolve"
+        getent hosts "$name" >/dev/null || die 1 "node name $name does not resolve even after adding it to /etc/hosts"
+    done
 }
 
 write_configs() {
-    mkdir -p "$ETC" "$RUN" "$LOG" "$DIR/spool/slurmctld" "$DIR/spool/slurmd" "$DB_DATADIR"
+    mkdir -p "$ETC" "$RUN" "$LOG" "$DIR/spool/slurmctld" "$DB_DATADIR"
+    local name
+    for name in $(node_names); do mkdir -p "$DIR/spool/$(slurmd_id "$name")"; done
     chmod 755 "$DIR" "$RUN" "$ETC"
     local ctld_host="$NODE"
     cat >"$SLURM_CONF_FILE" <<EOF
-# generated by scripts/local-slurm.sh — one-node test cluster, everything under $DIR
+# generated by scripts/local-slurm.sh — $NODES-node test cluster, everything under $DIR
 ClusterName=$CLUSTER_NAME
 SlurmctldHost=$ctld_host(127.0.0.1)
 SlurmUser=root
@@ -141,11 +202,11 @@ AuthInfo=socket=$MUNGE_SOCKET,cred_expire=$CRED_EXPIRE
 CredType=cred/munge
 MailProg=/bin/true
 StateSaveLocation=$DIR/spool/slurmctld
-SlurmdSpoolDir=$DIR/spool/slurmd
+SlurmdSpoolDir=$DIR/spool/$(slurmd_id %n)
 SlurmctldPidFile=$(pidfile slurmctld)
-SlurmdPidFile=$(pidfile slurmd)
+SlurmdPidFile=$(pidfile "$(slurmd_id %n)")
 SlurmctldLogFile=$LOG/slurmctld.log
-SlurmdLogFile=$LOG/slurmd.log
+SlurmdLogFile=$(slurmd_log %n)
 SlurmctldDebug=info
 SlurmdDebug=info
 # no cgroups: plain process tracking, no task binding
@@ -181,8 +242,8 @@ JobCompType=jobcomp/none
 $( ((FAKE_GPUS > 0)) && printf '%s\n' 'GresTypes=gpu' 'AccountingStorageTRES=gres/gpu')
 
 $(node_line)
-PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
-PartitionName=long Nodes=$NODE Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=debug Nodes=$(node_names | paste -sd,) Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+PartitionName=long Nodes=$(node_names | paste -sd,) Default=NO MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
     if ((FAKE_GPUS > 0)); then
         # slurmd drops file-less GPUs, and wants character devices: clones of /dev/null
@@ -191,7 +252,8 @@ EOF
         for ((i = 0; i < FAKE_GPUS; i++)); do
             [[ -c $DIR/dev/fakegpu$i ]] || { rm -f "$DIR/dev/fakegpu$i"; mknod -m 666 "$DIR/dev/fakegpu$i" c 1 3 2>/dev/null || touch "$DIR/dev/fakegpu$i"; }
         done
-        echo "NodeName=$NODE Name=gpu File=$DIR/dev/fakegpu[0-$((FAKE_GPUS - 1))]" >"$ETC/gres.conf"
+        # (every node's slurmd reads the same fake devices)
+        echo "NodeName=$(node_names | paste -sd,) Name=gpu File=$DIR/dev/fakegpu[0-$((FAKE_GPUS - 1))]" >"$ETC/gres.conf"
     else
         : >"$ETC/gres.conf"
     fi
@@ -302,46 +364,55 @@ start_slurmctld() {
     wait_for 30 slurmctld scontrol ping || fail_with_log slurmctld "$LOG/slurmctld.log"
 }
 
-start_slurmd() {
-    if ! alive_pid slurmd >/dev/null; then
-        say "starting slurmd"
-        slurmd -f "$SLURM_CONF_FILE" -N "$NODE" >>"$LOG/slurmd.log" 2>&1 9>&- || fail_with_log slurmd "$LOG/slurmd.log"
+start_slurmd() {  # start_slurmd NODE: that node's slurmd, until the node is registered and ready
+    local node=$1 id log
+    id=$(slurmd_id "$node")
+    log=$(slurmd_log "$node")
+    if ! alive_pid "$id" slurmd >/dev/null; then
+        say "starting slurmd for node $node"
+        slurmd -f "$SLURM_CONF_FILE" -N "$node" >>"$log" 2>&1 9>&- || fail_with_log "slurmd ($node)" "$log"
     fi
-    wait_for 30 node-registered node_registered || fail_with_log slurmd "$LOG/slurmd.log"
-    if ! node_ready; then
+    wait_for 30 "node $node to register" node_registered "$node" || fail_with_log "slurmd ($node)" "$log"
+    if ! node_ready "$node"; then
         # a drain/down left in slurmctld's saved state (e.g. from an earlier config) would keep
         # jobs pending forever on this private cluster: resume the node
-        say "node $NODE is $(node_state) ($(sinfo -h -n "$NODE" -o '%E' | head -1)); resuming it"
-        scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true
+        say "node $node is $(node_state "$node") ($(sinfo -h -n "$node" -o '%E' | head -1)); resuming it"
+        scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1 || true
     fi
-    wait_for 30 node-idle node_ready || {
-        say "node $NODE stays $(node_state): $(sinfo -h -n "$NODE" -o '%E' | head -1)"
-        fail_with_log slurmd "$LOG/slurmd.log"
+    wait_for 30 "node $node to be idle" node_ready "$node" || {
+        say "node $node stays $(node_state "$node"): $(sinfo -h -n "$node" -o '%E' | head -1)"
+        fail_with_log "slurmd ($node)" "$log"
     }
 }
 
-node_state() { sinfo -h -n "$NODE" -o '%T' 2>/dev/null | head -1; }
+node_state() { sinfo -h -n "$1" -o '%T' 2>/dev/null | head -1; }
 
-node_registered() {  # slurmd has talked to slurmctld since it started
+node_registered() {  # node_registered NODE: its slurmd has talked to slurmctld since it started
     local st
-    st=$(node_state)
+    st=$(node_state "$1")
     [[ -n $st && $st != unknown* && $st != *'*' ]] || return 1
-    [[ $(scontrol show node "$NODE" 2>/dev/null) =~ SlurmdStartTime=([^[:space:]]+) ]] || return 1
+    [[ $(scontrol show node "$1" 2>/dev/null) =~ SlurmdStartTime=([^[:space:]]+) ]] || return 1
     [[ ${BASH_REMATCH[1]} != None ]]
 }
 
-node_ready() {
-    case $(node_state) in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac
+node_ready() {  # node_ready NODE
+    case $(node_state "$1") in idle | mixed | allocated | completing) return 0 ;; *) return 1 ;; esac
+}
+
+nodes_ready() {
+    local node
+    for node in $(node_names); do node_ready "$node" || return 1; done
 }
 
 daemons_up() {
-    local d
-    for d in munged mariadbd slurmdbd slurmctld slurmd; do alive_pid "$d" >/dev/null || return 1; done
+    local d node
+    for d in munged mariadbd slurmdbd slurmctld; do alive_pid "$d" >/dev/null || return 1; done
+    for node in $(node_names); do alive_pid "$(slurmd_id "$node")" slurmd >/dev/null || return 1; done
 }
 
 cmd_status() {
-    local d pid ok=0
-    for d in munged mariadbd slurmdbd slurmctld slurmd; do
+    local d pid node ok=0
+    for d in munged mariadbd slurmdbd slurmctld; do
         if pid=$(alive_pid "$d"); then
             say "$d: running (pid $pid)"
         else
@@ -349,27 +420,38 @@ cmd_status() {
             ok=1
         fi
     done
-    if [[ $ok -eq 0 ]]; then
-        if node_ready; then
-            say "node $NODE: $(sinfo -h -n "$NODE" -o '%T' | head -1)"
+    for node in $(node_names); do
+        if pid=$(alive_pid "$(slurmd_id "$node")" slurmd); then
+            say "slurmd ($node): running (pid $pid)"
         else
-            say "node $NODE: not ready"
+            say "slurmd ($node): not running"
             ok=1
         fi
+    done
+    if [[ $ok -eq 0 ]]; then
+        for node in $(node_names); do
+            if node_ready "$node"; then
+                say "node $node: $(node_state "$node")"
+            else
+                say "node $node: not ready"
+                ok=1
+            fi
+        done
     fi
     return $ok
 }
 
 fingerprint() {  # what the generated config depends on: this script, the knobs, the host
-    { cat "$0"; echo "$NODE $PORT_BASE $CRED_EXPIRE $FAKE_GPUS ${SWINCTL_SLURM_CPUS:-}"; } | sha256sum | cut -c1-16
+    { cat "$0"; echo "$NODE $PORT_BASE $CRED_EXPIRE $FAKE_GPUS ${SWINCTL_SLURM_CPUS:-} $NODES"; } | sha256sum | cut -c1-16
 }
 
 cmd_start() {
     need_root
     install_packages
+    resolve_nodes
     local fp
     fp=$(fingerprint)
-    if daemons_up && node_ready; then
+    if daemons_up && nodes_ready; then
         if [[ $(cat "$DIR/.fingerprint" 2>/dev/null) == "$fp" ]]; then
             say "already running under $DIR"
             return 0
@@ -388,7 +470,8 @@ cmd_start() {
     start_mariadb
     start_slurmdbd
     start_slurmctld
-    start_slurmd
+    local node
+    for node in $(node_names); do start_slurmd "$node"; done
     echo "$fp" >"$DIR/.fingerprint"
     say "cluster up in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN {printf "%.1f", b - a}') s; use: eval \"\$($0 env $DIR)\""
 }
@@ -396,7 +479,7 @@ cmd_start() {
 stop_daemons() {  # stop_daemons NAME...: TERM them all by pid file, wait up to 20 s, then KILL
     local name pid i pids=() names=()
     for name in "$@"; do
-        if pid=$(alive_pid "$name"); then
+        if pid=$(alive_pid "$name" "${name%%-*}"); then  # (slurmd-NODE is a slurmd)
             say "stopping $name (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
             pids+=("$pid")
@@ -433,7 +516,9 @@ cmd_stop() {
         fi
     fi
     # reverse order of start; slurmctld flushes to slurmdbd, which flushes to mariadb
-    stop_daemons slurmd slurmctld
+    # every slurmd whose pid file is here, also those of a cluster started with another node count
+    # shellcheck disable=SC2046
+    stop_daemons $(slurmd_ids) slurmctld
     stop_daemons slurmdbd
     stop_daemons mariadbd munged
     say "stopped"

@@ -1,4 +1,5 @@
-"""The real one-node SLURM cluster for tests (started by ``scripts/local-slurm.sh``).
+"""The real local SLURM cluster for tests (started by ``scripts/local-slurm.sh``; two nodes, ``HOST-1`` and
+``HOST-2``, unless ``SWINCTL_SLURM_NODES`` says otherwise).
 
 Import it as ``slurm_cluster`` (pytest puts tests/ on sys.path: tests/ has no __init__.py and
 the rootdir conftest lives there). ``from tests.slurm_cluster import ...`` does NOT work in the

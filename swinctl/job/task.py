@@ -54,7 +54,8 @@ def write_job_config(spec: JobSpec) -> Path:
         loop.pop("by_epoch", None)
         loop["type"] = _EXACT_LOOPS[kind]
         cfg.train_cfg = loop
-    tmp = spec.job_config.with_name(f".{spec.job_config.name}.{os.getpid()}.py")
+    # (the host too: tasks on two nodes of a shared file system may have the same pid)
+    tmp = spec.job_config.with_name(f".{spec.job_config.name}.{socket.gethostname()}.{os.getpid()}.py")
     cfg.dump(str(tmp))
     os.replace(tmp, spec.job_config)
     return spec.job_config
@@ -160,6 +161,8 @@ class CodebaseJob(submitit.helpers.Checkpointable):
                        WORLD_SIZE=str(dist.world_size), LOCAL_RANK=str(dist.local_rank))
         elif spec.launcher == "slurm":
             env["MASTER_PORT"] = str(_master_port(job_env.job_id))
+        if job_env.num_tasks > 1:  # which node each task ran on, and where the group met, in each task's log
+            print(_where(job_env, env), file=sys.stderr, flush=True)
         # A job that died mid-save may have left a temporary file, or (before atomic saves) a partial checkpoint
         # that last_checkpoint names: clean up and resume from the newest whole checkpoint (every task does this
         # before its training starts; the result is the same in each).
@@ -185,7 +188,9 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             jobstate.update_state(spec.run_dir, state="RUNNING", job_id=str(job_env.job_id),
                                   started_at=(previous and previous.started_at) or time.time(),
                                   host=socket.gethostname())
-            jobstate.add_event(spec.run_dir, "running", f"job {job_env.job_id} on {socket.gethostname()}")
+            nodes = f" ({job_env.num_nodes} nodes: {os.environ.get('SLURM_JOB_NODELIST')})" \
+                if job_env.num_nodes > 1 else ""
+            jobstate.add_event(spec.run_dir, "running", f"job {job_env.job_id} on {socket.gethostname()}{nodes}")
             if spec.after is not None:
                 jobstate.add_event(spec.run_dir, "test", f"the {spec.after.pick} checkpoint of "
                                                          f"{spec.after.run_dir.name}: {spec.checkpoint}")
@@ -280,6 +285,16 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             return None
         self._record_requeue("USR2 before the time limit")
         return submitit.helpers.DelayedSubmission(CodebaseJob(spec), resume=True)
+
+
+def _where(job_env: submitit.JobEnvironment, env: dict[str, str]) -> str:
+    """'swinctl job: task 1 of 2 on node gpu-2 (2 of 2); rendezvous gpu-1:20012', the node as SLURM names it."""
+    node = os.environ.get("SLURMD_NODENAME") or socket.gethostname()
+    where = (f"swinctl job: task {job_env.global_rank} of {job_env.num_tasks} on node {node} "
+             f"({job_env.node + 1} of {job_env.num_nodes})")
+    if env.get("MASTER_ADDR"):  # (GPU tasks: MMEngine finds it from the node list itself)
+        where += f"; rendezvous {env['MASTER_ADDR']}:{env.get('MASTER_PORT')}"
+    return where
 
 
 def _master_port(job_id: str | int) -> int:

@@ -12,6 +12,9 @@ loops below skip the batches already trained in that epoch (as MMEngine's own It
 then put back the random states saved with the checkpoint, just before the next batch is loaded. With
 `num_workers=0` and deterministic kernels the resumed run then computes bit for bit what the uninterrupted one
 would; with data-loader workers the data order is exact but their augmentation draws are not.
+
+In a distributed run each rank draws its own augmentations, so its random states differ from rank 0's: every
+checkpoint holds all ranks' states (gathered when the checkpoint is saved) and each rank resumes with its own.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import signal
 
 import numpy as np
 import torch
-from mmengine.dist import all_reduce, is_distributed
+from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size, is_distributed
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
@@ -38,11 +41,13 @@ from swinctl.job.files import EXIT_CHECKPOINTED
 HOOKS = Registry('hook', parent=MMENGINE_HOOKS, scope='swinctl', locations=['swinctl.models'])
 LOOPS = Registry('loop', parent=MMENGINE_LOOPS, scope='swinctl', locations=['swinctl.models'])
 
-RNG_KEY = 'swinctl_rng'
+RNG_KEY = 'swinctl_rng'  # rank 0's random states
+RANKS_RNG_KEY = 'swinctl_rng_ranks'  # every rank's, in rank order (distributed runs)
 
 _requested: list[int] = []  # the signals that asked for a checkpoint (the handler only appends)
 _main_pid = os.getpid()
 _pending_rng: list[dict] = []  # random states read from the checkpoint being resumed, put back by the loops
+_gathered_rng: list[list[dict]] = []  # every rank's states while a checkpoint is being saved
 
 
 def _on_signal(signum, frame) -> None:
@@ -95,12 +100,21 @@ class SignalCheckpointHook(Hook):
 
     priority = 'LOWEST'  # after the schedulers, the logger and the periodic checkpoint of this iteration
 
+    def before_run(self, runner) -> None:
+        if is_distributed():
+            _gather_rng_when_saving(runner)
+
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
         checkpoint[RNG_KEY] = rng_state()
+        if _gathered_rng:
+            checkpoint[RANKS_RNG_KEY] = _gathered_rng[0]
 
     def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
         _pending_rng.clear()
-        if isinstance(checkpoint.get(RNG_KEY), dict):
+        ranks = checkpoint.get(RANKS_RNG_KEY)
+        if isinstance(ranks, list) and len(ranks) == get_world_size() and isinstance(ranks[get_rank()], dict):
+            _pending_rng.append(ranks[get_rank()])
+        elif isinstance(checkpoint.get(RNG_KEY), dict):  # (saved by one process, or by another world size)
             _pending_rng.append(checkpoint[RNG_KEY])
 
     def after_train_iter(self, runner, batch_idx: int, data_batch=None, outputs=None) -> None:
@@ -121,6 +135,25 @@ class SignalCheckpointHook(Hook):
         print_log(f'swinctl: {names} received: saved {filename} (epoch {runner.epoch + 1}, iteration {done}); '
                   'exiting to be requeued', logger='current')
         raise SystemExit(EXIT_CHECKPOINTED)
+
+
+def _gather_rng_when_saving(runner) -> None:
+    """Have `runner.save_checkpoint` gather every rank's random states first. Only rank 0 saves, but every rank calls
+    it at the same point (MMEngine's CheckpointHook does, as its sharded runners need, and so does the hook above),
+    so the gather there is a collective all ranks reach, once per checkpoint."""
+    save = runner.save_checkpoint
+    if getattr(save, '_swinctl_gathers_rng', False):
+        return
+
+    def save_checkpoint(*args, **kwargs):
+        _gathered_rng[:] = [all_gather_object(rng_state())]
+        try:
+            return save(*args, **kwargs)
+        finally:
+            _gathered_rng.clear()
+
+    save_checkpoint._swinctl_gathers_rng = True
+    runner.save_checkpoint = save_checkpoint
 
 
 @LOOPS.register_module()
