@@ -19,9 +19,10 @@ from rich.table import Table
 from rich.text import Text
 
 from swinctl import published
+from swinctl.job.files import State
 
-STATE_STYLES = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "REQUEUED": "yellow",
-                "FAILED": "bold red", "CANCELLED": "magenta", "TIMEOUT": "red", "IMPORTED": "blue"}
+STATE_STYLES = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
+                State.FAILED: "bold red", State.CANCELLED: "magenta", State.TIMEOUT: "red", "IMPORTED": "blue"}
 HEADLINE_METRICS = ("bbox_mAP", "segm_mAP", "mIoU", "mAcc", "aAcc")
 EMPTY = ("", "-")  # cells that show nothing
 

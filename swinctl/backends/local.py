@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 from swinctl.backends.base import Backend, Observed, Submitted, register
 from swinctl.job import files as jobstate
+from swinctl.job.files import State
 
 if TYPE_CHECKING:
     from swinctl.job.spec import JobSpec, Resources
@@ -88,6 +89,7 @@ def _session_executor(folder: Path, resources: Resources):
     class _SessionLocalExecutor(submitit.LocalExecutor):
         # submitit starts its controller in the caller's process group, where the terminal's Ctrl-C reaches it and
         # where it cannot be told apart from swinctl: its own start_controller, with start_new_session=True.
+        # (submitit.local internals, no public option: pyproject pins submitit to the 1.5 series they are from.)
         def _submit_command(self, command: str):
             from submitit.local import local as sl
 
@@ -137,9 +139,9 @@ class LocalRunner:
                 try:
                     job = start(spec)
                 except Exception as exc:  # one point failing to start must not stop the others
-                    jobstate.update_state(spec.run_dir, state="FAILED", finished_at=time.time(),
+                    jobstate.update_state(spec.run_dir, state=State.FAILED, finished_at=time.time(),
                                           error=f"submission failed: {exc}")
-                    outcome[spec.run_id] = "FAILED"
+                    outcome[spec.run_id] = State.FAILED
                     continue
                 jobstate.update_state(spec.run_dir, job_id=str(job.job_id))
                 jobstate.add_event(spec.run_dir, "submitted", f"local job {job.job_id} (sweep runner)")
@@ -179,13 +181,13 @@ class LocalBackend(Backend):
         if record.job_id is not None:
             if group_alive(int(record.job_id)):
                 return None
-            return Observed("FAILED", "the job's processes ended without reporting a result (killed?)")
+            return Observed(State.FAILED, "the job's processes ended without reporting a result (killed?)")
         runner = submission.job_id if submission is not None else None
         if runner is not None and group_alive(int(runner)):
             return None  # queued in a live sweep runner
         if runner is None and submission is not None and submission.state == "submitting":
             return None  # being submitted right now
-        return Observed("CANCELLED", "not started: the local sweep runner ended first")
+        return Observed(State.CANCELLED, "not started: the local sweep runner ended first")
 
     def cancel(self, record, submission) -> str:
         jobstate.request_cancel(record.run_dir)  # a sweep runner will not start it

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from swinctl.backends.base import Backend, BackendError, Observed, Submitted, register
+from swinctl.job.files import State
 
 if TYPE_CHECKING:
     import submitit
@@ -24,12 +25,13 @@ if TYPE_CHECKING:
 
 # SLURM's states -> the ledger's; anything that is not final for SLURM is treated as still active.
 _FINAL = {
-    "COMPLETED": "COMPLETED", "FAILED": "FAILED", "CANCELLED": "CANCELLED", "TIMEOUT": "TIMEOUT",
-    "OUT_OF_MEMORY": "FAILED", "NODE_FAIL": "FAILED", "BOOT_FAIL": "FAILED", "DEADLINE": "TIMEOUT",
+    "COMPLETED": State.COMPLETED, "FAILED": State.FAILED, "CANCELLED": State.CANCELLED, "TIMEOUT": State.TIMEOUT,
+    "OUT_OF_MEMORY": State.FAILED, "NODE_FAIL": State.FAILED, "BOOT_FAIL": State.FAILED, "DEADLINE": State.TIMEOUT,
 }
-_ACTIVE = {"PENDING": "PENDING", "RUNNING": "RUNNING", "REQUEUED": "REQUEUED", "REQUEUE_HOLD": "REQUEUED",
-           "REQUEUE_FED": "REQUEUED", "PREEMPTED": "REQUEUED", "CONFIGURING": "PENDING",
-           "COMPLETING": "RUNNING", "SUSPENDED": "RUNNING", "RESIZING": "RUNNING"}
+_ACTIVE = {"PENDING": State.PENDING, "RUNNING": State.RUNNING, "REQUEUED": State.REQUEUED,
+           "REQUEUE_HOLD": State.REQUEUED, "REQUEUE_FED": State.REQUEUED, "PREEMPTED": State.REQUEUED,
+           "CONFIGURING": State.PENDING, "COMPLETING": State.RUNNING, "SUSPENDED": State.RUNNING,
+           "RESIZING": State.RUNNING}
 
 
 def one_line(text: str) -> str:
@@ -270,9 +272,9 @@ class SlurmBackend(Backend):
         state = sacct_state(folder, record.job_id)
         if state in _FINAL:
             final = _FINAL[state]
-            if final == "COMPLETED":  # finished without writing its result (e.g. killed at the very end)
-                return Observed("FAILED", "SLURM reports COMPLETED but the job did not report metrics")
-            if final == "CANCELLED":  # its SIGTERM reads as a preemption to the job: SLURM counts the real ones
+            if final == State.COMPLETED:  # finished without writing its result (e.g. killed at the very end)
+                return Observed(State.FAILED, "SLURM reports COMPLETED but the job did not report metrics")
+            if final == State.CANCELLED:  # its SIGTERM reads as a preemption to the job: SLURM counts the real ones
                 return Observed(final, "SLURM state CANCELLED (scancel), not a preemption",
                                 requeues=_requeues(record.job_id))
             return Observed(final, f"SLURM state {state}")

@@ -180,7 +180,7 @@ def _follow(run_id: str, ledger) -> None:
                 else:
                     bar.update(task, note=record.state.lower())
                 if not record.is_active:
-                    if record.state == "COMPLETED" and progress is not None and progress.total:
+                    if record.completed and progress is not None and progress.total:
                         bar.update(task, completed=progress.total)
                     break
                 time.sleep(1.0)
@@ -193,5 +193,5 @@ def _print_outcome(record) -> None:
     from swinctl import views
 
     console.print(views.outcome(record), crop=False)  # the run dir whole, however long
-    if record.state != "COMPLETED":
+    if not record.completed:
         raise typer.Exit(1)

@@ -156,7 +156,7 @@ def _follow(sw, plan) -> None:
 
     watch_until_done(snapshot, table, sw.active,
                      what=f"sweep {plan.name}", selector=plan.name)
-    failed = [r for r in rows if r.row is None or r.row.record.state != "COMPLETED"]
+    failed = [r for r in rows if r.row is None or not r.row.record.completed]
     if failed:
         console.print(f"[red]{len(failed)} of {len(rows)} point(s) did not complete[/]")
         raise typer.Exit(1)

@@ -21,6 +21,7 @@ import re
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Literal
 
@@ -29,9 +30,24 @@ from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, ValidationError
 STATE_FILE = "job_state.json"
 EVENTS_FILE = "job_events.jsonl"
 CANCEL_FILE = "cancel_requested"
-# Run states as SLURM names them; every backend maps onto them, and jobs and the ledger both use these.
-ACTIVE_STATES = ("PENDING", "RUNNING", "REQUEUED")
-FINAL_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT")
+
+
+class State(StrEnum):
+    """A run's state, named as SLURM names it: every backend maps onto these, and the job, the ledger and every
+    view use them (a StrEnum: equal to its name as a string, so job files and ledger rows store plain text)."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    REQUEUED = "REQUEUED"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    TIMEOUT = "TIMEOUT"
+
+
+ACTIVE_STATES = (State.PENDING, State.RUNNING, State.REQUEUED)
+FINAL_STATES = (State.COMPLETED, State.FAILED, State.CANCELLED, State.TIMEOUT)
+ENDED_EARLY = (State.FAILED, State.CANCELLED, State.TIMEOUT)  # final, without a result
 # The training process exits with this code when it stopped at a scheduler's signal after saving a checkpoint:
 # EX_TEMPFAIL, "try again later", which is what a requeue is.
 EXIT_CHECKPOINTED = 75
@@ -47,7 +63,7 @@ NO_SPACE = "no space left on device"
 class JobState:
     """The job's own word on a run (only what the job knows; the ledger holds the rest)."""
 
-    state: str = "PENDING"  # RUNNING | REQUEUED | COMPLETED | FAILED (the ledger's names)
+    state: str = State.PENDING  # a State (plain text in the file)
     job_id: str | None = None
     started_at: float | None = None
     finished_at: float | None = None
@@ -86,7 +102,7 @@ class _StateFile(BaseModel):
 
     model_config = ConfigDict(strict=True, extra="ignore")
 
-    state: Literal["PENDING", *ACTIVE_STATES, *FINAL_STATES] = "PENDING"
+    state: Literal[*(s.value for s in State)] = "PENDING"
     job_id: str | None = None
     started_at: FiniteFloat | None = None
     finished_at: FiniteFloat | None = None

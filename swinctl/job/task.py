@@ -27,6 +27,7 @@ import submitit
 from swinctl.job import checkpoints as checkpoint_files
 from swinctl.job import files as jobstate
 from swinctl.job.checkpoints import SIGNAL_CHECKPOINT_ENV, SIGNAL_MARK
+from swinctl.job.files import State
 from swinctl.job.spec import After, JobSpec
 
 ERROR_TAIL_LINES = 30
@@ -96,7 +97,7 @@ def wait_for_training(after: After) -> Path:
         if jobstate.cancel_requested(after.run_dir):
             raise NothingToTest(f"not run: training run {after.run_dir.name} was cancelled")
         time.sleep(after.poll_s)
-    if state.state != "COMPLETED":
+    if state.state != State.COMPLETED:
         raise NothingToTest(f"not run: training run {after.run_dir.name} ended {state.state}")
     if after.pick == "best":
         best = sorted(after.work_dir.glob("best_*.pth"), key=lambda p: p.stat().st_mtime)
@@ -173,7 +174,7 @@ class CodebaseJob(submitit.helpers.Checkpointable):
                 spec = self.spec = replace(spec, checkpoint=wait_for_training(spec.after))
             except NothingToTest as exc:
                 if rank == 0:
-                    jobstate.update_state(spec.run_dir, state="CANCELLED", finished_at=time.time(), error=str(exc))
+                    jobstate.update_state(spec.run_dir, state=State.CANCELLED, finished_at=time.time(), error=str(exc))
                     jobstate.add_event(spec.run_dir, "cancelled", str(exc))
                 return {}
         if rank == 0:
@@ -182,10 +183,10 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             restarts = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
             if previous is not None and restarts > previous.requeues:
                 # requeued while the last allocation was killed before it could say so (SLURM's KillWait is short)
-                jobstate.update_state(spec.run_dir, state="REQUEUED", requeues=restarts)
+                jobstate.update_state(spec.run_dir, state=State.REQUEUED, requeues=restarts)
                 jobstate.add_event(spec.run_dir, "requeue", f"SLURM requeued the job: {_saved(spec.work_dir)}")
                 previous = jobstate.read_state(spec.run_dir)
-            jobstate.update_state(spec.run_dir, state="RUNNING", job_id=str(job_env.job_id),
+            jobstate.update_state(spec.run_dir, state=State.RUNNING, job_id=str(job_env.job_id),
                                   started_at=(previous and previous.started_at) or time.time(),
                                   host=socket.gethostname())
             nodes = f" ({job_env.num_nodes} nodes: {os.environ.get('SLURM_JOB_NODELIST')})" \
@@ -222,9 +223,9 @@ class CodebaseJob(submitit.helpers.Checkpointable):
     def _record_requeue(self, why: str) -> None:
         spec = self.spec
         previous = jobstate.read_state(spec.run_dir) or jobstate.JobState()
-        if previous.state == "REQUEUED":
+        if previous.state == State.REQUEUED:
             return  # (USR2 was handled already; the SIGTERM of the requeue itself follows)
-        jobstate.update_state(spec.run_dir, state="REQUEUED", requeues=previous.requeues + 1)
+        jobstate.update_state(spec.run_dir, state=State.REQUEUED, requeues=previous.requeues + 1)
         jobstate.add_event(spec.run_dir, "requeue", f"{why}: {_saved(spec.work_dir)}")
 
     def _finish(self, code: int) -> dict[str, float]:
@@ -242,12 +243,12 @@ class CodebaseJob(submitit.helpers.Checkpointable):
             cause = jobstate.no_space_cause(spec.work_dir, tail, look=False)
             if cause:  # the training's own output filled the disk
                 reason += f": {cause}"
-            self._record_end("failed", reason, state="FAILED", finished_at=now, elapsed_s=elapsed,
+            self._record_end("failed", reason, state=State.FAILED, finished_at=now, elapsed_s=elapsed,
                              error=jobstate.cap(reason + "\n" + tail))
             raise RuntimeError(reason + ":\n" + tail)
         # (a NaN or infinite metric is not a result: the host would not fold a state file that held one)
         metrics = jobstate.finite_metrics(results.read_work_dir(spec.work_dir).final_metrics())
-        self._record_end("completed", "", state="COMPLETED", finished_at=now, elapsed_s=elapsed, metrics=metrics)
+        self._record_end("completed", "", state=State.COMPLETED, finished_at=now, elapsed_s=elapsed, metrics=metrics)
         return metrics
 
     def _record_end(self, event: str, detail: str, **changes) -> None:

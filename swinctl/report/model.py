@@ -11,15 +11,14 @@ from typing import Literal
 from typing_extensions import TypedDict  # pydantic reads typing.TypedDict only from Python 3.12
 
 from swinctl.errors import UserError
+from swinctl.job.files import ACTIVE_STATES, ENDED_EARLY  # noqa: F401  (ENDED_EARLY: re-exported)
 from swinctl.runs.cost import Cost
-from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES
 
 SCHEMA_VERSION = 1
 FORMATS = ("table", "md", "csv", "json", "html")
 
 # Run states: the ledger's (SLURM's names), and the one a report gives runs trained elsewhere.
 ACTIVE = ACTIVE_STATES
-ENDED_EARLY = tuple(s for s in FINAL_STATES if s != "COMPLETED")
 IMPORTED = "IMPORTED"
 
 # Verdicts, per metric and run (precedence top to bottom), see swinctl.report's docstring.

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from swinctl import published, results
+from swinctl.job.files import State
 from swinctl.report import judging
 from swinctl.report.judging import Expected
 from swinctl.report.model import IMPORTED, NO_METRICS, MetricResult, ReportError, RunRow
@@ -141,7 +142,7 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
     tested_by = None
     if tested is not None:
         test_metrics = results.read_work_dir(tested.work_dir, train=False).test_metrics or tested.metrics
-        if tested.state == "COMPLETED" and test_metrics:
+        if tested.state == State.COMPLETED and test_metrics:
             last, last_at, tested_by = dict(test_metrics), None, tested.id
         elif tested.is_active:
             problems.append(f"its test {tested.id} has not finished: judged on the last validation")
@@ -151,9 +152,9 @@ def row_from_record(record, expectation: Expected | None, metrics: list[str] | N
         last = dict(record.metrics)
         flags.discard(results.NO_METRICS)
         problems.append("metrics from the ledger (the job's final report); the logs do not have them")
-    if record.state == "COMPLETED" and results.INCOMPLETE in flags:
+    if record.state == State.COMPLETED and results.INCOMPLETE in flags:
         problems.append("the ledger says COMPLETED but the logs stop before the end of the schedule")
-    if record.error and record.state != "COMPLETED":
+    if record.error and record.state != State.COMPLETED:
         problems.append(record.error.strip().splitlines()[0][:200])
     weights = published.read_record(record.run_dir) if record.kind == "test" else None
     return make_row(

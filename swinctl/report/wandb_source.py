@@ -6,14 +6,15 @@ import re
 from collections.abc import Iterable
 
 from swinctl import results
+from swinctl.job.files import State
 from swinctl.report.judging import Expectations
 from swinctl.report.model import ReportError, RunRow
 from swinctl.report.sources import make_row
 
 _RUN_ID = re.compile(r"^(?P<recipe>.+?)(?P<smoke>-smoke)?-\d{8}-\d{6}-[0-9a-f]{4}$")
 # W&B's run states -> the ledger's names
-_WANDB_STATES = {"finished": "COMPLETED", "running": "RUNNING", "crashed": "FAILED", "failed": "FAILED",
-                 "killed": "CANCELLED", "preempted": "REQUEUED", "pending": "PENDING"}
+_WANDB_STATES = {"finished": State.COMPLETED, "running": State.RUNNING, "crashed": State.FAILED, "failed": State.FAILED,
+                 "killed": State.CANCELLED, "preempted": State.REQUEUED, "pending": State.PENDING}
 
 
 def _as_dict(obj: object) -> dict:

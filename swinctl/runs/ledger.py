@@ -22,6 +22,7 @@ from swinctl.errors import UserError
 from swinctl.job.files import (  # noqa: F401  (ACTIVE_STATES, FINAL_STATES: the ledger's state names, re-exported)
     ACTIVE_STATES,
     FINAL_STATES,
+    State,
     NO_SPACE,
     disk_full,
     finite_metrics,
@@ -158,6 +159,10 @@ class RunRecord:
     @property
     def is_active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def completed(self) -> bool:
+        return self.state == State.COMPLETED
 
 
 @dataclass(frozen=True)
@@ -416,7 +421,7 @@ class Ledger:
                 raise KeyError(run_id)
             record = _from_row(current)
             new = list(events)[max(0, record.events_folded - start):] + list(own_events)
-            if record.state == "CANCELLED":
+            if record.state == State.CANCELLED:
                 changes = {k: v for k, v in changes.items() if k not in ("state", "error", "finished_at")}
             changes = {**changes, "events_folded": max(start + len(events), record.events_folded)}
             record = replace(record, **changes)

@@ -26,6 +26,7 @@ from swinctl.runs.select import cancel_targets
 from swinctl.published import TestWeights, planned_path
 from swinctl.published import resolve as resolve_test_weights
 from swinctl.recipes import Recipe, RecipeError
+from swinctl.job.files import State
 
 # Every torch.load in a job is weights-only, even one that asks for weights_only=False (mmengine's URL loader,
 # torch.hub): a checkpoint is data, never code. MMEngine's own types are allowed by swinctl.models.safe_load.
@@ -341,6 +342,6 @@ def cancel(ledger: Ledger, selectors: list[str]) -> list[tuple[RunRecord, str]]:
         except backends.base.BackendError as exc:
             outcomes.append((record, str(exc)))
             continue
-        ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time())
+        ledger.update(record.id, event="state", state=State.CANCELLED, finished_at=time.time())
         outcomes.append((record, outcome))
     return outcomes

@@ -26,6 +26,7 @@ from swinctl.backends import Submitted
 from swinctl.published import write_record
 from swinctl.recipes import RecipeError
 from swinctl.runs.ledger import Ledger, RunRecord, SubmissionRecord
+from swinctl.job.files import State
 
 LOCK_FILE = ".submit.lock"
 # Tests: SIGKILL this process right before the backend submits (runs recorded, nothing submitted) or right after it
@@ -81,7 +82,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
         said = " ".join(str(exc).split()) or type(exc).__name__
         for p in prepared:
             shutil.rmtree(p.spec.run_dir, ignore_errors=True)
-            ledger.update(p.run_id, event="state", state="CANCELLED", finished_at=time.time(),
+            ledger.update(p.run_id, event="state", state=State.CANCELLED, finished_at=time.time(),
                           error=f"never submitted: {backend.title} refused it: {said}")
         ledger.set_submission(submission.token, state="failed")
         raise JobError(f"{backend.title} refused the submission, nothing was submitted: {said}") from None
@@ -97,7 +98,7 @@ def record_of(prepared, submission: str | None = None) -> RunRecord:
     return RunRecord(
         id=prepared.run_id, kind=spec.kind, recipe=prepared.recipe.name, codebase=prepared.recipe.codebase,
         overrides=list(prepared.overrides), signature=prepared.signature, executor=spec.executor, job_id=None,
-        state="PENDING", smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
+        state=State.PENDING, smoke=prepared.smoke, run_dir=spec.run_dir, work_dir=spec.work_dir, sweep=prepared.sweep,
         seed=prepared.recipe.seed, gpus=spec.resources.gpus, submission=submission,
         deviations=list(prepared.deviations), follows=prepared.follows,
     )
@@ -146,8 +147,8 @@ def _cancel_unsubmitted(ledger: Ledger, run_ids: Sequence[str], why: str) -> Non
         except KeyError:
             continue  # killed before its row was written: nothing to undo
         started = jobstate.read_state(record.run_dir) is not None  # it reached a scheduler after all
-        if record.state == "PENDING" and record.job_id is None and not started:
-            ledger.update(run_id, event="state", state="CANCELLED", finished_at=time.time(), error=why)
+        if record.state == State.PENDING and record.job_id is None and not started:
+            ledger.update(run_id, event="state", state=State.CANCELLED, finished_at=time.time(), error=why)
 
 
 def reconcile(ledger: Ledger) -> list[str]:

@@ -16,6 +16,7 @@ from swinctl import backends
 
 from swinctl.job import files as jobstate
 from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
+from swinctl.job.files import State
 
 _JOB_FIELDS = ("started_at", "finished_at", "elapsed_s", "error")
 UNREADABLE = "job state unreadable: "
@@ -39,7 +40,7 @@ def _from_job(record: RunRecord, job: jobstate.JobState | None) -> dict:
     changes: dict = {}
     if job.error is None and (record.error or "").startswith(UNREADABLE):
         changes["error"] = None  # the job wrote a good state file since
-    if job.state in ACTIVE_STATES + FINAL_STATES and job.state != record.state and job.state != "PENDING":
+    if job.state in ACTIVE_STATES + FINAL_STATES and job.state != record.state and job.state != State.PENDING:
         changes["state"] = job.state
     if job.job_id and record.job_id is None:  # a local sweep runner started it
         changes["job_id"] = job.job_id
@@ -66,24 +67,24 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
         try:
             job = _read_job(record.run_dir)  # it may have written its end between our two looks
         except _Unreadable as exc:  # its job ended, its own word on how is lost: the scheduler's state, or FAILED
-            return {**end, "state": "FAILED" if observed.state == "COMPLETED" else observed.state, "error": str(exc)}
+            return {**end, "state": State.FAILED if observed.state == State.COMPLETED else observed.state, "error": str(exc)}
         if job is not None and job.state in FINAL_STATES:
             return _from_job(record, job)
         from swinctl.runs.logs import error_tail
 
         try:
-            tail = error_tail(record) if observed.state != "CANCELLED" else ""  # (a cancel's SIGTERM is no error)
+            tail = error_tail(record) if observed.state != State.CANCELLED else ""  # (a cancel's SIGTERM is no error)
         except OSError:
             tail = ""
         detail = observed.detail
-        cause = jobstate.no_space_cause(record.run_dir, tail) if observed.state == "FAILED" else None
+        cause = jobstate.no_space_cause(record.run_dir, tail) if observed.state == State.FAILED else None
         if cause is not None:
             detail = f"the job could not record its end: {cause}"
         changes = {**end, "state": observed.state, "error": jobstate.cap(detail + (f"\n{tail}" if tail else ""))}
         if observed.requeues is not None and observed.requeues < record.requeues:
             changes["requeues"] = observed.requeues  # the job counted the cancel's SIGTERM as a requeue
         return changes
-    if record.state in ("RUNNING", "REQUEUED") and observed.state == "PENDING":
+    if record.state in (State.RUNNING, State.REQUEUED) and observed.state == State.PENDING:
         return {}  # the scheduler's accounting lags behind a job that already said it runs (or was requeued)
     return {"state": observed.state}
 
@@ -95,14 +96,14 @@ def _drop_orphaned_test(ledger: Ledger, record: RunRecord) -> RunRecord | None:
         training = refresh(ledger, ledger.get(record.follows))
     except KeyError:
         return None
-    if training.is_active or training.state == "COMPLETED":
+    if training.is_active or training.state == State.COMPLETED:
         return None
     backend = backends.get(record.executor)
     try:
         backend.cancel(record, ledger.submission(record.submission))
     except backends.base.BackendError:
         pass  # (already gone: the scheduler dropped it itself)
-    return ledger.update(record.id, event="state", state="CANCELLED", finished_at=time.time(),
+    return ledger.update(record.id, event="state", state=State.CANCELLED, finished_at=time.time(),
                          error=f"not run: training run {training.id} ended {training.state}")
 
 
@@ -110,7 +111,7 @@ def refresh(ledger: Ledger, record: RunRecord) -> RunRecord:
     """Bring an active run's ledger row in line with its job's files and its scheduler."""
     if not record.is_active:
         return record
-    if record.follows and record.state == "PENDING":
+    if record.follows and record.state == State.PENDING:
         dropped = _drop_orphaned_test(ledger, record)
         if dropped is not None:
             return dropped

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from swinctl import recipes, trust
+from swinctl.job.files import State
 from swinctl.sweep.space import Space, SweepError, format_value, point_overrides, point_tags
 
 SWEEPS_DIR = "sweeps"  # RUNS_ROOT/sweeps/<name>/submitit holds a sweep's array logs
@@ -277,11 +278,11 @@ def _serving(records: list) -> tuple[Any, Any]:
     for record in sorted(records, key=lambda r: r.created_at, reverse=True):
         if record.job_id is None and not record.is_active:
             continue  # ended before it reached a scheduler: it never ran
-        if record.state == "COMPLETED" and (serving is None or serving.state != "COMPLETED"):
+        if record.state == State.COMPLETED and (serving is None or serving.state != State.COMPLETED):
             serving = record
         elif record.is_active and serving is None:
             serving = record
-        elif record.state in ("FAILED", "CANCELLED", "TIMEOUT") and failed is None:
+        elif record.state in (State.FAILED, State.CANCELLED, State.TIMEOUT) and failed is None:
             failed = record
     return serving, failed
 
@@ -304,7 +305,7 @@ def decide(plan_: Plan, ledger, *, retry_failed: bool, force: bool) -> None:
         if serving is not None:
             point.action, point.current = "skip", serving
             own = serving.sweep == plan_.name
-            verb = "done" if serving.state == "COMPLETED" else serving.state.lower()
+            verb = "done" if serving.state == State.COMPLETED else serving.state.lower()
             point.note = f"{verb}: {serving.id}" if own else f"shared with {serving.id} ({verb})"
         elif failed is not None and not retry_failed:
             point.action, point.current = "skip", failed
