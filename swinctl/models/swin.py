@@ -192,6 +192,7 @@ class WindowAttention(nn.Module):
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)  # here, as the official code: same RNG order
 
     def relative_position_bias(self) -> torch.Tensor:
         """(num_heads, N, N) bias gathered from the table (recomputed each call: the table is trained)."""
@@ -466,6 +467,7 @@ class SwinTransformer(BaseModule):
             # Official detection layout (1, C, H, W): resized bicubically to the input's patch grid in forward.
             grid_h, grid_w = (size // patch_size for size in _img_size(pretrain_img_size))
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, grid_h, grid_w))
+            trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(drop_rate)
 
         drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
@@ -494,7 +496,8 @@ class SwinTransformer(BaseModule):
         self._freeze_stages()
 
     def _init_from_scratch(self) -> None:
-        """The official initialisation (truncated normal 0.02 for linears, tables and the position embedding).
+        """The official initialisation: truncated normal 0.02 for linears (the bias tables and the position embedding
+        got theirs when built), drawn in the official order, so a seed gives the official code's weights.
 
         timm's trunc_normal_ is the official code's (inverse CDF); torch's samples by rejection, drawing other values.
         """
@@ -506,10 +509,6 @@ class SwinTransformer(BaseModule):
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowAttention):
-                trunc_normal_(module.relative_position_bias_table, std=0.02)
-        if self.ape:
-            trunc_normal_(self.absolute_pos_embed, std=0.02)
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` in any supported layout.
