@@ -8,10 +8,10 @@ import sys
 from swinctl.runs.ledger import Ledger
 
 
-def test_cli_start_imports_no_torch_or_openmmlab():
+def test_cli_start_imports_no_torch_or_openmmlab_or_timm():
     code = ("import sys; import swinctl.cli; "
             "bad = [m for m in sys.modules if m.split('.')[0] in ('torch', 'mmengine', 'mmdet', 'mmseg', 'mmcv', "
-            "'submitit', 'wandb', 'mim')]; print(bad)")
+            "'submitit', 'wandb', 'mim', 'timm')]; print(bad)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 

@@ -3,7 +3,7 @@
 MMDet and MMSeg each register their own ``SwinTransformer``; a config selects ours with the scoped name
 ``type='swinctl.SwinTransformer'`` after ``custom_imports=dict(imports=['swinctl.models'])``. Their MODELS registries
 are children of MMEngine's root, which resolves the ``swinctl.`` prefix to this child registry. Importing this package
-needs only torch and mmengine.
+needs torch, mmengine and timm, not mmdet/mmseg/mmcv.
 """
 
 from mmengine.registry import MODEL_WRAPPERS as MMENGINE_MODEL_WRAPPERS

@@ -31,11 +31,11 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from timm.layers import gen_relative_position_index
 
 from ..errors import UserError
 from ..param_names import mmdet_to_official, official_to_mmdet
 from . import safe_load
-from .swin import relative_position_index
 
 LAYOUTS = ('official', 'mmdet', 'timm')
 TARGETS = ('swinctl', 'mmdet')
@@ -334,7 +334,7 @@ def from_official(backbone: dict[str, torch.Tensor], layout: str) -> dict[str, t
                 # MMDet saves this derived buffer (persistent there); include it so strict loads succeed.
                 window_size = (math.isqrt(value.shape[0]) + 1) // 2
                 index_key = official_to_mmdet(key).replace('_bias_table', '_index')
-                converted[index_key] = relative_position_index(window_size)
+                converted[index_key] = gen_relative_position_index((window_size, window_size))
         elif layout == 'timm':
             if re.match(r'norm\d+\.', key) or key == 'absolute_pos_embed':
                 continue  # timm's Swin has no output norms or absolute position embedding

@@ -21,7 +21,10 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from timm.layers import DropPath, Mlp, gen_relative_position_index, to_2tuple, trunc_normal_
 from torch import nn
+
+from .checkpoints import load_backbone_state_dict
 
 ARCH_SETTINGS: dict[str, dict] = {
     'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -35,43 +38,6 @@ WINDOW_CACHE_SIZE = 16
 
 # Additive attention logit for token pairs that a cyclic shift made adjacent; the official code uses -100, not -inf.
 SHIFTED_WINDOW_MASK_VALUE = -100.0
-
-
-class DropPath(nn.Module):
-    """Stochastic depth per sample (timm's DropPath; kept local so importing swinctl.models needs no timm)."""
-
-    def __init__(self, drop_prob: float = 0.0):
-        super().__init__()
-        self.drop_prob = drop_prob
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.drop_prob == 0.0 or not self.training:
-            return x
-        keep_prob = 1.0 - self.drop_prob
-        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
-        return x * x.new_empty(shape).bernoulli_(keep_prob).div_(keep_prob)
-
-    def extra_repr(self) -> str:
-        return f'drop_prob={self.drop_prob}'
-
-
-class Mlp(nn.Module):
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop = nn.Dropout(drop)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-
-def relative_position_index(window_size: int) -> torch.Tensor:
-    """(N, N) index into the (2w-1)^2 bias table for every pair of tokens of a w*w window (N = w*w)."""
-    coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing='ij')).flatten(1)
-    relative = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (window_size - 1)
-    return relative[..., 0] * (2 * window_size - 1) + relative[..., 1]
 
 
 def shifted_window_mask(padded_hw: tuple[int, int], window_size: int, shift_size: int) -> torch.Tensor:
@@ -220,11 +186,13 @@ class WindowAttention(nn.Module):
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         # Derived from window_size, so not saved: official checkpoints that carry it are filtered by the converters.
-        self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=False)
+        self.register_buffer('relative_position_index', gen_relative_position_index((window_size, window_size)),
+                             persistent=False)
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.attn_drop = attn_drop
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
+        trunc_normal_(self.relative_position_bias_table, std=0.02)  # here, as the official code: same RNG order
 
     def relative_position_bias(self) -> torch.Tensor:
         """(num_heads, N, N) bias gathered from the table (recomputed each call: the table is trained)."""
@@ -280,7 +248,7 @@ class SwinBlock(nn.Module):
         self.attn = WindowAttention(dim, window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
-        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop=drop)
 
     def forward(self, x: torch.Tensor, layout: WindowLayout, shift_mask: torch.Tensor | None) -> torch.Tensor:
         """x: (B, H, W, C); ``layout`` and ``shift_mask`` are the stage's, for this block's shift."""
@@ -403,11 +371,13 @@ class SwinStage(nn.Module):
         return x, (self.downsample(x) if self.downsample is not None else None)
 
 
-def _pair(value: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(value, int):
-        return value, value
-    value = tuple(value)
-    return (value[0], value[0]) if len(value) == 1 else (value[0], value[1])
+def _img_size(size: int | Sequence[int]) -> tuple[int, int]:
+    """MMDet's ``pretrain_img_size``: an int, (side,) or (height, width)."""
+    size = to_2tuple(size)
+    size = to_2tuple(size[0]) if len(size) == 1 else size
+    if len(size) != 2:
+        raise ValueError(f'pretrain_img_size must be an int or (height, width), got {size}')
+    return size
 
 
 class SwinTransformer(BaseModule):
@@ -495,8 +465,9 @@ class SwinTransformer(BaseModule):
         self.patch_embed = PatchEmbed(patch_size, in_channels, embed_dims, norm=patch_norm)
         if self.ape:
             # Official detection layout (1, C, H, W): resized bicubically to the input's patch grid in forward.
-            grid_h, grid_w = (size // patch_size for size in _pair(pretrain_img_size))
+            grid_h, grid_w = (size // patch_size for size in _img_size(pretrain_img_size))
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, embed_dims, grid_h, grid_w))
+            trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(drop_rate)
 
         drop_path_rates = torch.linspace(0, drop_path_rate, sum(depths), device='cpu').tolist()
@@ -525,19 +496,19 @@ class SwinTransformer(BaseModule):
         self._freeze_stages()
 
     def _init_from_scratch(self) -> None:
-        """The official initialisation (truncated normal 0.02 for linears, tables and the position embedding)."""
+        """The official initialisation: truncated normal 0.02 for linears (the bias tables and the position embedding
+        got theirs when built), drawn in the official order, so a seed gives the official code's weights.
+
+        timm's trunc_normal_ is the official code's (inverse CDF); torch's samples by rejection, drawing other values.
+        """
         for module in self.modules():
             if isinstance(module, nn.Linear):
-                nn.init.trunc_normal_(module.weight, std=0.02)
+                trunc_normal_(module.weight, std=0.02)
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
             elif isinstance(module, nn.LayerNorm):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowAttention):
-                nn.init.trunc_normal_(module.relative_position_bias_table, std=0.02)
-        if self.ape:
-            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
 
     def init_weights(self) -> None:
         """Load ``init_cfg=dict(type='Pretrained', checkpoint=..., prefix=...)`` in any supported layout.
@@ -554,8 +525,6 @@ class SwinTransformer(BaseModule):
     def load_pretrained(self, checkpoint: str, prefix: str | None = None) -> tuple[list[str], list[str]]:
         """Load a checkpoint (path or URL MMEngine understands); logs the missing and unexpected backbone keys."""
         from mmengine.runner.checkpoint import CheckpointLoader
-
-        from .checkpoints import load_backbone_state_dict
 
         raw = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
         if prefix:
