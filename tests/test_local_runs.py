@@ -115,3 +115,28 @@ def test_ctrl_c_during_wait_stops_watching_and_the_run_goes_on(tmp_path):
     assert _look(ledger, record.id).state in ("RUNNING", "COMPLETED")  # (a fast machine may be done already)
     done = wait_for(lambda: not (r := _look(ledger, record.id)).is_active and r, 300, "the run to end")
     assert done.state == "COMPLETED" and "mIoU" in done.metrics, done.error
+
+
+def test_report_folds_in_a_job_that_ended_unseen(tmp_path):
+    """A run started without --wait that finishes before anyone looks: `report` (the first look) folds its job's
+    files in as `status` does, so it shows the state the job wrote, and the ledger says so afterwards (it used to
+    show PENDING beside the final metrics, and stay PENDING)."""
+    import json
+
+    from swinctl.job import files as jobstate
+
+    root = tmp_path / "runs"
+    started = _invoke(root, "run", *TRAIN, "--set", "schedule.max_iters=4", "--set", "schedule.val_interval=4",
+                      "--set", "schedule.warmup_iters=2")
+    assert started.exit_code == 0, started.output
+    (record,) = Ledger(root).list_runs()
+    assert record.state == "PENDING"
+    # wait on the job's own file, not through swinctl (that would fold it in)
+    wait_for(lambda: (s := jobstate.read_state(record.run_dir)) is not None and s.state in jobstate.FINAL_STATES,
+             timeout=600, what="the smoke job to end")
+    assert Ledger(root).get(record.id).state == "PENDING"  # nobody has looked yet
+    shown = _invoke(root, "report", "--format", "json")
+    assert shown.exit_code == 0, shown.output
+    (row,) = json.loads(shown.output)["runs"]
+    assert row["state"] == "COMPLETED" and any(r["value"] is not None for r in row["results"]), row
+    assert Ledger(root).get(record.id).state == "COMPLETED"
