@@ -329,9 +329,10 @@ def resolve_path(name_or_path: str | Path) -> Path:
     if text in known:
         return known[text]
     close = difflib.get_close_matches(text, known, n=3, cutoff=0.4)
+    # the suggestions and the way to see every name: the whole list (dozens of names) would bury them
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    raise RecipeError(f"unknown recipe '{text}': {hint}known recipes: {', '.join(known) or 'none'} "
-                      "(or pass a path to a recipe .yaml file)")
+    raise RecipeError(f"unknown recipe '{text}': {hint}`swinctl recipes` lists all {len(known)} (or pass a path to "
+                      "a recipe .yaml file)")
 
 
 def _read_yaml(path: Path) -> dict:

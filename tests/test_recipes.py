@@ -155,6 +155,16 @@ def test_unknown_recipe_name_suggests_the_closest():
         recipes.resolve_path("maskrcnn-swin")
 
 
+def test_unknown_recipe_name_gives_the_suggestions_not_every_name():
+    with pytest.raises(RecipeError) as caught:
+        recipes.resolve_path("upernet-swim-t")
+    message = str(caught.value)
+    hint, rest = message.split("?", 1)
+    assert "upernet-swin-t" in hint and "`swinctl recipes` lists all" in rest
+    unrelated = [name for name in recipes.available() if name not in hint]
+    assert unrelated and not any(name in message for name in unrelated), message
+
+
 def test_missing_recipe_file():
     with pytest.raises(RecipeError, match="recipe file not found"):
         recipes.resolve_path("nowhere/recipe.yaml")
