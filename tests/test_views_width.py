@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from rich.cells import cell_len
@@ -256,7 +257,7 @@ def test_wide_tables_show_every_column_whole_at_any_width(ledger_runs, width, te
         assert all(row.record.id in buf.getvalue() for row in status_rows(ledger_runs.root)) or verb == "recipes"
 
 
-def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli")) -> str:
+def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli"), cwd=None) -> str:
     """The real CLI on a pseudo-terminal `width` columns wide (not piped), its output without escape codes."""
     import fcntl
     import pty
@@ -269,7 +270,7 @@ def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli")) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "FORCE_COLOR", "NO_COLOR")}
     env["TERM"] = "xterm-256color"
     proc = subprocess.Popen([sys.executable, *argv, *args], stdin=slave, stdout=slave, stderr=slave,
-                            env=env, close_fds=True)
+                            env=env, close_fds=True, cwd=cwd)
     os.close(slave)
     chunks = []
     while True:
@@ -286,12 +287,12 @@ def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli")) -> str:
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
 
 
-def cli_piped(*args, width: int) -> str:
+def cli_piped(*args, width: int, cwd=None) -> str:
     """The real CLI with its stdout a pipe (COLUMNS set, as a shell passes it)."""
     env = dict(os.environ, COLUMNS=str(width), LINES="50", TERM="dumb", NO_COLOR="1")
     env.pop("FORCE_COLOR", None)
     done = subprocess.run([sys.executable, "-m", "swinctl.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -340,3 +341,18 @@ def test_run_wait_summary_keeps_the_run_dir_whole(tmp_path, piped):
     assert f"run dir  {record.run_dir}" in out.splitlines(), out
     assert f"{record.id} (smoke)" in out.splitlines(), out
     assert "COMPLETED" in out and "…" not in out
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+def test_nothing_to_show_says_how_to_start_and_creates_nothing(tmp_path, piped, monkeypatch):
+    """`status` and `report` where no run was ever made: one line that says where they looked and how to start,
+    whole at 80 columns; `status --json` is an empty list. None of them creates a runs root or a ledger."""
+    monkeypatch.delenv("SWINCTL_RUNS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(Path(__file__).parents[1]),
+                                                                   os.environ.get("PYTHONPATH")])))
+    hint = "no runs under ./runs yet: start one with `swinctl run maskrcnn-swin-t --smoke --wait`"
+    for args in (["status"], ["status", "--all"], ["report"]):
+        out = cli_piped(*args, width=80, cwd=tmp_path) if piped else cli_tty(*args, width=80, cwd=tmp_path)
+        assert out.strip() == hint, out
+    assert cli_piped("status", "--json", width=80, cwd=tmp_path).strip() == "[]"
+    assert list(tmp_path.iterdir()) == []

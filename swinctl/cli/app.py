@@ -37,6 +37,18 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+START = "swinctl run maskrcnn-swin-t --smoke --wait"  # the first run to suggest where there is none yet
+
+
+def no_runs_yet(root: Path) -> str:
+    """What `status`, `report` and friends say where there is no run: where they looked and how to start one."""
+    try:
+        shown = f"./{root.relative_to(Path.cwd())}"
+    except ValueError:
+        shown = str(root)
+    return f"no runs under {shown} yet: start one with `{START}`"
+
+
 def print_data(text: str, lexer: str) -> None:
     """YAML or a config, whole: never wrapped or cut, piped or not. Highlighted on a terminal, where lines longer
     than it are left for the terminal to fold (copying them gives the line back); plain text anywhere else."""

@@ -14,6 +14,7 @@ from swinctl.cli.app import (
     app,
     console,
     fail,
+    no_runs_yet,
 )
 
 
@@ -57,7 +58,8 @@ def report(
             rp.check_plots_dir(plots)
         from swinctl.runs.lifecycle import runs_root as root_of
 
-        built = rp.build_report(root_of(runs_root), list(selectors or []), metric=metric or None,
+        root = root_of(runs_root)
+        built = rp.build_report(root, list(selectors or []), metric=metric or None,
                                 pick="best" if best else "last", diff=diff, import_dirs=list(import_dirs or []),
                                 source=source)
         if plots is not None:
@@ -65,6 +67,8 @@ def report(
                 console.print(f"[green]plot[/] {path}")
         if out is not None:
             console.print(f"[green]wrote[/] {rp.render(built, fmt, out)}")
+        elif fmt == "table" and not (built.runs or selectors or import_dirs or source != "local"):
+            console.print(no_runs_yet(root), markup=False, highlight=False, soft_wrap=True)  # not an empty table
         elif fmt == "table":
             console.print(*rp.rich_tables(built, wide=wide), crop=False)
         else:

@@ -15,6 +15,7 @@ from swinctl.cli.app import (
     console,
     err_console,
     fail,
+    no_runs_yet,
     watch_until_done,
 )
 
@@ -38,9 +39,19 @@ def status(
         from swinctl.runs.ledger import Ledger
         from swinctl.runs.lifecycle import runs_root as root_of
 
-        ledger = Ledger(root_of(runs_root))
-        submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
+        root = root_of(runs_root)
+        ledger = Ledger.existing(root)  # a look creates nothing: no ledger, no runs
         selectors = list(run_ or [])
+        if ledger is None and selectors:
+            names = ", ".join(f"'{s}'" for s in selectors)
+            fail(f"no run id, short id, sweep or recipe {names}: {no_runs_yet(root)}")
+        if ledger is None or not (selectors or ledger.list_runs()):
+            if as_json:
+                print("[]")
+            else:
+                console.print(no_runs_yet(root), markup=False, highlight=False, soft_wrap=True)
+            return
+        submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
         if len(selectors) == 1 and ledger.get_sweep(selectors[0]) is not None:
             _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
             return
@@ -107,7 +118,10 @@ def logs(
         from swinctl.runs.ledger import Ledger
         from swinctl.runs.lifecycle import runs_root as root_of
 
-        ledger = Ledger(root_of(runs_root))
+        root = root_of(runs_root)
+        ledger = Ledger.existing(root)
+        if ledger is None:
+            fail(f"no run '{run_id}': {no_runs_yet(root)}")
         record = select.one(ledger, run_id)
         path = run_logs.log_path(record, task=task, stderr=err)
         if path is None:
@@ -130,6 +144,9 @@ def cancel(
         from swinctl.runs import lifecycle
         from swinctl.runs.ledger import Ledger
 
-        ledger = Ledger(lifecycle.runs_root(runs_root))
+        root = lifecycle.runs_root(runs_root)
+        ledger = Ledger.existing(root)
+        if ledger is None:
+            fail(f"no run {', '.join(repr(r) for r in run_ids)}: {no_runs_yet(root)}")
         for record, outcome in lifecycle.cancel(ledger, run_ids):
             console.print(f"{record.id}: {outcome}")

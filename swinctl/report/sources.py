@@ -120,13 +120,11 @@ def ledger_records(root: Path) -> list:
     left unrecorded adopted, and every active run's job files and scheduler state folded in first
     (:func:`swinctl.runs.sync.refresh_all`); [] when there is no ledger (a report never creates one)."""
     from swinctl.runs import submission, sync
-    from swinctl.runs.ledger import Ledger, open_runs_root
+    from swinctl.runs.ledger import Ledger
 
-    if root.exists() and not root.is_dir():
-        open_runs_root(root)  # raises what `status` and `run` say of a runs root that is a file
-    if not (root / "ledger.sqlite").is_file():
+    ledger = Ledger.existing(root)
+    if ledger is None:
         return []
-    ledger = Ledger(root)
     submission.recover(ledger)
     return sync.refresh_all(ledger, ledger.list_runs())
 

@@ -297,6 +297,21 @@ class Ledger:
             raise LedgerError(f"ledger {self.path} is not a file; move it aside")
         self._migrate()
 
+    @classmethod
+    def existing(cls, runs_root: Path | str) -> Ledger | None:
+        """The ledger under `runs_root` if there is one, else None: what only looks (`status`, `logs`, `report`)
+        creates nothing. A runs root that is there but unusable (a file, not writable, a name too long) is still
+        the error `open_runs_root` says."""
+        root = Path(runs_root)
+        try:
+            there = root.exists()
+        except OSError:
+            there = True  # (a name too long): open_runs_root says so
+        if not there:
+            return None
+        open_runs_root(root)  # an existing directory: checked, nothing created
+        return cls(root) if (root / LEDGER_FILE).exists() else None
+
     def _migrate(self) -> None:
         """Create the tables, or bring an older ledger to SCHEMA_VERSION (each step in one transaction)."""
         with self._connect() as db:
