@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+
+import pytest
+from rich.cells import cell_len
 
 from swinctl.runs.ledger import Ledger
 
@@ -109,3 +113,89 @@ def test_show_piped_is_the_whole_recipe_and_config_never_cut(tmp_path):
     assert max(len(line) for line in config.splitlines()) > 80  # nothing folded or cut to the width
     assert "'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth'" \
         in config  # (laid out by MMEngine's own formatter, a line of its own)
+
+
+# ---------------------------------------------------------------------------------------------- --help
+
+def _commands() -> dict:
+    """Every verb's click command by its path ("run", "data demo")."""
+    import typer.main
+
+    from swinctl.cli import app
+
+    found, todo = {}, [("", typer.main.get_command(app))]
+    while todo:
+        path, command = todo.pop()
+        for name, sub in getattr(command, "commands", {}).items():
+            todo.append((f"{path} {name}".strip(), sub))
+        if path and not hasattr(command, "commands"):
+            found[path] = command
+    return found
+
+
+def _choices(param) -> list[str] | None:
+    choices = getattr(param, "type_descriptor", None) and param.type_descriptor.choices
+    return [str(c) for c in choices] if choices else None
+
+
+# each verb's --help, one process: the sections split on "=== PATH"
+HELP = ("import sys\nfrom swinctl.cli import app\nfor path in sys.argv[1:]:\n    print('=== ' + path, flush=True)\n"
+        "    try:\n        app([*path.split(), '--help'], prog_name='swinctl')\n    except SystemExit:\n        pass\n")
+USAGE = {"run": "RECIPE", "test": "RECIPE", "sweep": "RECIPE|SWEEP.yaml", "status": "[RUN|SWEEP|RECIPE]...",
+         "logs": "RUN", "cancel": "RUN|SWEEP...", "report": "[RUN|SWEEP|RECIPE]...", "recipes": "[TEXT]",
+         "show": "RECIPE", "doctor": "[RECIPE]", "convert-checkpoint": "SRC DST", "data demo": "[KIND]"}
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+@pytest.mark.parametrize("width", (80, 200))
+def test_help_shows_flags_as_flags_lists_choices_and_names_positionals_alike(width, piped):
+    """Every verb's --help, through a pipe and on a terminal: a flag has no type after it (`--smoke`, not
+    `--smoke <bool>`), a fixed set of values is listed, no typer type label (`<str>`, `<list[str]>`) is left,
+    positionals are upper-case words in the usage line, nothing is cut or wider than the terminal."""
+    from test_views_width import cli_piped, cli_tty
+
+    commands = _commands()
+    assert set(USAGE) == set(commands)
+    run = cli_piped if piped else cli_tty
+    out = run(*commands, width=width, argv=("-c", HELP))
+    sections = dict(re.findall(r"^=== (.+)\n((?:(?!=== ).*\n?)*)", out, flags=re.M))
+    assert set(sections) == set(commands), out
+    for path, command in commands.items():
+        text = sections[path]
+        assert max(cell_len(line.rstrip()) for line in text.splitlines()) <= width, text
+        assert "…" not in text, text
+        assert not re.search(r"<(bool|str|int|float|path|list)", text), text
+        assert re.search(rf"Usage: swinctl {path} \[OPTIONS\] {re.escape(USAGE[path])} *$", text, flags=re.M), text
+        words = {w.strip("[]|,") for w in text.split()}
+        lines = text.splitlines()
+        for param in command.params:
+            choices = _choices(param)
+            if choices:
+                assert set(choices) <= words, (path, param.name, text)
+            if getattr(param, "is_flag", False):
+                long = max(param.opts, key=len)
+                (row,) = [line for line in lines if re.search(rf"│ {re.escape(long)}\s", line)]
+                after = [w for w in row.split(long, 1)[1].split() if w not in param.opts]
+                assert after[0] == param.help.split()[0], (path, long, row)
+
+
+def test_cli_choices_are_the_ones_the_libraries_check():
+    """The CLI lists its choices as Literals (a light start); they are the lists the library modules check."""
+    import typing
+
+    from swinctl import recipes
+    from swinctl.backends import BACKENDS
+    from swinctl.data.demo import KINDS
+    from swinctl.job.spec import _PACKAGES
+    from swinctl.models.checkpoints import SHAPES, TARGETS
+    from swinctl.report.model import FORMATS
+    from swinctl.runs.lifecycle import WANDB_MODES
+
+    choices = {(path, param.name): _choices(param) for path, command in _commands().items()
+               for param in command.params if _choices(param)}
+    expected = {"executor": ["auto", *sorted(BACKENDS)], "wandb": list(WANDB_MODES), "fmt": list(FORMATS),
+                "source": ["local", "wandb"], "codebase": list(_PACKAGES), "task": list(typing.get_args(recipes.Task)),
+                "to": list(TARGETS), "shape": list(SHAPES), "kind": [*KINDS, "all"], "test_after": ["last", "best"]}
+    for (path, name), listed in choices.items():
+        assert listed == expected[name], (path, name)
+    assert {name for _, name in choices} == set(expected)

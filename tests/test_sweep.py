@@ -202,7 +202,7 @@ BAD = [
     (["--grid", "optimizer.lr=1e-4,2e-4", "--set", "optimizer.lr=3e-4"], "optimizer.lr is both --set and swept"),
     ([], "nothing to sweep"),
     (["--grid", "optimizer.lr=1e-4,2e-4", "--name", "no/slashes"], "sweep name 'no/slashes'"),
-    (["--grid", "optimizer.lr=1e-4,2e-4", "--executor", "pbs"], "unknown executor 'pbs'"),
+    (["--grid", "optimizer.lr=1e-4,2e-4", "--executor", "pbs"], "--executor pbs: choose one of auto, local, slurm"),
     (["--grid", "optimizer.lr=1e-4,2e-4", "--retry-failed", "--force"], "give one"),
 ]
 

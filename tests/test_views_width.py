@@ -287,11 +287,11 @@ def cli_tty(*args, width: int, argv: tuple = ("-m", "swinctl.cli"), cwd=None) ->
     return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07", "", text)
 
 
-def cli_piped(*args, width: int, cwd=None) -> str:
+def cli_piped(*args, width: int, cwd=None, argv: tuple = ("-m", "swinctl.cli")) -> str:
     """The real CLI with its stdout a pipe (COLUMNS set, as a shell passes it)."""
     env = dict(os.environ, COLUMNS=str(width), LINES="50", TERM="dumb", NO_COLOR="1")
     env.pop("FORCE_COLOR", None)
-    done = subprocess.run([sys.executable, "-m", "swinctl.cli", *args], env=env, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, *argv, *args], env=env, capture_output=True, text=True,
                           timeout=120, cwd=cwd)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout

@@ -8,13 +8,153 @@ from __future__ import annotations
 
 import sys
 import time
+import typing
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
-app = typer.Typer(
+# ---------------------------------------------------------------------------------------------- how --help reads
+# typer's help writes a type after every parameter: `<bool>` after a flag (read as `--smoke true`), `<list[str]>`,
+# `<int range>`, and `<str>` where the values are a fixed set. Here a flag is just its name, a value is a word (TEXT,
+# INTEGER, PATH; a repeatable option's help says so), a fixed set is listed ([auto|local|slurm]), and positionals
+# are upper-case words written alike in the usage line and the table (RECIPE, [RUN|SWEEP|RECIPE]...).
+
+_WORDS = {str: "TEXT", int: "INTEGER", float: "FLOAT"}
+
+
+def _choices(param) -> list[str] | None:
+    choices = param.type_descriptor.choices
+    return None if choices is None else [str(getattr(c, "value", c)) for c in choices]
+
+
+def _value_word(param) -> str:
+    desc = param.type_descriptor
+    if desc.is_path:
+        return "PATH"
+    annotation = desc.annotation
+    if desc.is_list:
+        (annotation,) = typing.get_args(annotation)
+    return _WORDS.get(annotation, "VALUE")
+
+
+def _check_choice(param, ctx, value):
+    """A value outside a fixed set: one line that names the option, the value and the choices (typer's own
+    message is a pydantic-style 'Value error, ...')."""
+    choices = _choices(param)
+    for one in value if isinstance(value, (list, tuple)) else [value]:
+        if choices is not None and one is not None and str(getattr(one, "value", one)) not in choices:
+            from typer._click.exceptions import UsageError  # (typer vendors click)
+
+            raise UsageError(f"{param.human_name} {one}: choose one of {', '.join(choices)}", ctx=ctx)
+
+
+class _Option(TyperOption):
+    @property
+    def human_name(self) -> str:
+        return max(self.opts, key=len)
+
+    def display_type_rich(self, ctx) -> str | None:
+        if self.is_flag:
+            return None
+        if self.metavar is not None:
+            return self.metavar
+        choices = _choices(self)
+        return f"[{' | '.join(choices)}]" if choices else _value_word(self)
+
+    def process_value(self, ctx, value):
+        _check_choice(self, ctx, value)
+        return super().process_value(ctx, value)
+
+
+class _Argument(TyperArgument):
+    @property
+    def human_name(self) -> str:
+        return self.display_name_raw
+
+    @property
+    def display_name_raw(self) -> str:  # the usage line, the table and "Missing argument 'RECIPE'"
+        return self._word
+
+    def display_type_rich(self, ctx) -> str | None:
+        choices = _choices(self)
+        return f"[{' | '.join(choices)}]" if choices else None  # the name says what it is
+
+    def _usage_display_name(self) -> str:
+        name = self._word if self.required else f"[{self._word}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    def process_value(self, ctx, value):
+        _check_choice(self, ctx, value)
+        return super().process_value(ctx, value)
+
+
+def _restyle(params: list) -> list:
+    """Give each parameter the help display above (the classes add behaviour only, no state but the word)."""
+    for param in params:
+        if type(param) is TyperOption:
+            param.__class__ = _Option
+        elif type(param) is TyperArgument:
+            # its word once: the metavar given, else the name (`run_ids` -> RUN_IDS); the table adds "..." itself
+            param._word = param.metavar or param.name.strip("_").upper()
+            param.metavar = None
+            param.__class__ = _Argument
+    return params
+
+
+def _one_line(exc) -> None:
+    """A usage error (an unknown option, a missing argument, a value outside its choices) as the project's other
+    errors read: one `error:` line, exit 2, not typer's boxed panel."""
+    message = exc.format_message().strip().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        message += f"; see `{ctx.command_path} --help`"
+    err_console.print("[bold red]error:[/] ", end="", highlight=False)
+    err_console.print(message, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+class _UsageErrors:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+        if isinstance(exc, ClickException) and not isinstance(exc, NoArgsIsHelpError):  # (that one is the help)
+            _one_line(exc)
+        return False
+
+
+class Command(TyperCommand):
+    def get_params(self, ctx):
+        return _restyle(super().get_params(ctx))
+
+
+class Group(TyperGroup):
+    def get_params(self, ctx):
+        return _restyle(super().get_params(ctx))
+
+    def make_context(self, *args, **kwargs):
+        with _UsageErrors():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx):
+        with _UsageErrors():  # (the command's own arguments are parsed in here)
+            return super().invoke(ctx)
+
+
+class Typer(typer.Typer):
+    """Every command of swinctl with the help display and the one-line usage errors above."""
+
+    def command(self, *args, cls=None, **kwargs):
+        return super().command(*args, cls=cls or Command, **kwargs)
+
+
+app = Typer(
+    cls=Group,
     name="swinctl",
     help="Train, sweep and report Swin Transformer detectors (MMDetection) and segmenters (MMSegmentation), "
     "locally or on SLURM.",
@@ -22,7 +162,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-data_app = typer.Typer(help="Generated demo datasets (COCO instances + panoptic, ADE20K, Cityscapes formats).",
+data_app = Typer(cls=Group, help="Generated demo datasets (COCO instances + panoptic, ADE20K, Cityscapes formats).",
                       no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
@@ -104,10 +244,15 @@ class Interrupts:
 # prints them as "[default: ...]" itself, where brackets written into the help would be read as rich markup.
 RunsRoot = Annotated[Path | None, typer.Option("--runs-root", help="Where runs and the ledger live.",
                                                   show_default="$SWINCTL_RUNS or ./runs")]
-SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", help="Override a recipe field or a config key: "
-                                                     "dotted.key=value (YAML value); repeatable.")]
-Executor = Annotated[str, typer.Option("--executor", "-e", help="local, slurm, or auto (SLURM when sbatch is found).")]
-Wandb = Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, disabled.")]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", "-s", metavar="KEY=VALUE", help="Override a recipe field "
+                                                     "or a config key (dotted.key=value, a YAML value); repeatable.")]
+# Fixed sets of values are Literals, so that --help lists them and a value outside one is a usage error; each
+# equals the list its library module checks against (tests/test_cli.py holds them equal), which is not imported
+# here to keep the start light.
+Executor = Annotated[Literal["auto", "local", "slurm"], typer.Option(
+    "--executor", "-e", help="Where the job runs: auto is SLURM when sbatch is found, else local.")]
+Wandb = Annotated[Literal["auto", "online", "offline", "disabled"], typer.Option(
+    "--wandb", help="W&B mode: auto is online if logged in, else offline.")]
 NoScaleLr = Annotated[bool, typer.Option("--no-scale-lr", help="Keep the recipe's learning rate when the total batch "
                                          "differs from the published one (default: MMEngine's linear rule).")]
 

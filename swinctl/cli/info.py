@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -23,11 +23,13 @@ from swinctl.cli.app import (
 
 @app.command("recipes")
 def list_recipes(
-    text: Annotated[str | None, typer.Argument(help="Only recipes whose name, reference config or description "
-                                                    "contain this (e.g. mask2former, cityscapes, swin-l).")] = None,
-    codebase: Annotated[str | None, typer.Option(help="Only this codebase's recipes: mmdet or mmseg.")] = None,
-    task: Annotated[str | None, typer.Option(help="Only recipes of this task: detection, instance, panoptic or "
-                                                  "semantic.")] = None,
+    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="Only recipes whose name, reference config or "
+                                               "description contain this (e.g. mask2former, cityscapes, swin-l).")]
+    = None,
+    codebase: Annotated[Literal["mmdet", "mmseg"] | None, typer.Option(
+        help="Only this codebase's recipes.")] = None,
+    task: Annotated[Literal["detection", "instance", "panoptic", "semantic"] | None, typer.Option(
+        help="Only recipes of this task.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Every field of every recipe listed, as JSON.")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Every column, however wide.")] = False,
 ) -> None:
@@ -35,10 +37,6 @@ def list_recipes(
     with Guard():
         from swinctl import recipes, views
 
-        for value, valid, option in ((codebase, ("mmdet", "mmseg"), "--codebase"),
-                                     (task, ("detection", "instance", "panoptic", "semantic"), "--task")):
-            if value is not None and value not in valid:
-                fail(f"{option} {value!r} is not one of {', '.join(valid)}")
         rows = recipes.listing(codebase, task, text)
         if as_json:
             print(json.dumps(rows, indent=2))
@@ -74,7 +72,8 @@ def show(
 
 @data_app.command("demo")
 def data_demo(
-    kind: Annotated[str, typer.Argument(help="coco (instances and panoptic), ade20k, cityscapes, or all.")] = "all",
+    kind: Annotated[Literal["coco", "ade20k", "cityscapes", "all"], typer.Argument(
+        metavar="KIND", help="coco holds instances and panoptic.")] = "all",
     root: Annotated[Path | None, typer.Option(help="Where to put it.",
                                                  show_default="$SWINCTL_DATA or ~/.cache/swinctl/data")] = None,
 ) -> None:
@@ -119,22 +118,18 @@ def doctor(
 def convert_checkpoint(
     src: Annotated[Path, typer.Argument(help="Checkpoint to read (any supported Swin layout).")],
     dst: Annotated[Path, typer.Argument(help="Where to write the converted checkpoint.")],
-    to: Annotated[str, typer.Option("--to", help="Target layout: swinctl (official) or mmdet (MMDet 3.x / MMSeg "
-                                    "1.x).")] = "swinctl",
+    to: Annotated[Literal["swinctl", "mmdet"], typer.Option("--to", help="Target layout: swinctl (official) or "
+                                                            "mmdet (MMDet 3.x / MMSeg 1.x).")] = "swinctl",
     window_size: Annotated[int | None, typer.Option("--window-size", min=1, help="Resample the relative position "
                                                     "bias tables to this window (7 -> 12 for window-12 models).",
                                                     show_default="the checkpoint's")] = None,
-    shape: Annotated[str, typer.Option("--shape", help="keep: backbone weights stay backbone weights, a full "
-                                       "detector/segmentor stays one; model: write backbone.* keys (a full "
-                                       "model's layout) even from backbone weights; backbone: drop the rest.")]
+    shape: Annotated[Literal["keep", "model", "backbone"], typer.Option(
+        "--shape", help="keep: backbone weights stay backbone weights, a full detector/segmentor stays one; model: "
+        "write backbone.* keys (a full model's layout) even from backbone weights; backbone: drop the rest.")]
     = "keep",
 ) -> None:
     """Convert a Swin checkpoint between layouts (official, MMDet/MMSeg, timm, full detector/segmentor)."""
     with Guard():
-        if to not in ("swinctl", "mmdet"):
-            fail(f"--to {to}: choose swinctl or mmdet")
-        if shape not in ("keep", "model", "backbone"):
-            fail(f"--shape {shape}: choose keep, model or backbone")
         if not src.is_file():
             fail(f"checkpoint not found: {src}")
         from swinctl.models.checkpoints import convert_checkpoint_file

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -21,9 +21,9 @@ from swinctl.cli.app import (
 @app.command()
 def report(
     selectors: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN|SWEEP|RECIPE]...", help="What to report: run ids (full, short or a prefix), sweep or recipe "
+        metavar="RUN|SWEEP|RECIPE", help="What to report: run ids (full, short or a prefix), sweep or recipe "
         "names.", show_default="every run")] = None,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="table, md, csv, json or html.")] = "table",
+    fmt: Annotated[Literal["table", "md", "csv", "json", "html"], typer.Option("--format", "-f")] = "table",
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Write to this file instead of the terminal "
                                                 "(html: one self-contained file with plots).")] = None,
     metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric(s) to report.",
@@ -34,7 +34,8 @@ def report(
     import_dirs: Annotated[list[Path] | None, typer.Option("--import", help="Also read work dirs swinctl did not "
                                                               "create (MMEngine or MMCV 1.x logs, JSON or "
                                                               "text).")] = None,
-    source: Annotated[str, typer.Option("--source", help="local logs, or wandb (a W&B project).")] = "local",
+    source: Annotated[Literal["local", "wandb"], typer.Option("--source", help="local logs, or wandb (a W&B "
+                                                                  "project).")] = "local",
     plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of --format json and exit.")] = False,
@@ -50,8 +51,6 @@ def report(
         if schema:
             print(json.dumps(rp.json_schema(), indent=2))
             return
-        if fmt not in rp.FORMATS:
-            fail(f"--format {fmt}: choose one of {', '.join(rp.FORMATS)}")
         if out is not None:
             rp.check_out(out, fmt)  # before anything is read or written
         if plots is not None:

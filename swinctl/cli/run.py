@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
@@ -42,8 +42,8 @@ def run(
     partition: Annotated[str | None, typer.Option(help="SLURM partition.")] = None,
     time_limit: Annotated[str | None, typer.Option("--time", help="Time limit (SLURM format).")] = None,
     no_scale_lr: NoScaleLr = False,
-    test_after: Annotated[str | None, typer.Option(
-        "--test-after", metavar="last|best", help="When training completes, evaluate its last checkpoint (or "
+    test_after: Annotated[Literal["last", "best"] | None, typer.Option(
+        "--test-after", help="When training completes, evaluate its last checkpoint (or "
         "the best by validation) on the test split: a SLURM job that depends on training (afterok), or a local "
         "job that waits for it. status shows both as one run; report judges the test's result.")] = None,
 ) -> None:

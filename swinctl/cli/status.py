@@ -23,7 +23,7 @@ from swinctl.cli.app import (
 @app.command()
 def status(
     run_: Annotated[list[str] | None, typer.Argument(
-        metavar="[RUN|SWEEP|RECIPE]...", help="Run ids (full, short or a prefix), sweep or recipe names.",
+        metavar="RUN|SWEEP|RECIPE", help="Run ids (full, short or a prefix), sweep or recipe names.",
         show_default="active and recent runs")] = None,
     all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (full run ids).")] = False,
@@ -136,7 +136,7 @@ def logs(
 
 @app.command()
 def cancel(
-    run_ids: Annotated[list[str], typer.Argument(metavar="RUN|SWEEP...", help="Runs or sweeps to cancel.")],
+    run_ids: Annotated[list[str], typer.Argument(metavar="RUN|SWEEP", help="Runs or sweeps to cancel.")],
     runs_root: RunsRoot = None,
 ) -> None:
     """Cancel queued or running runs."""

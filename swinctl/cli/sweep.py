@@ -41,8 +41,8 @@ def sweep(
                                         "choice(x,y,...); repeatable.")] = None,
     seeds: Annotated[int | None, typer.Option("--seeds", metavar="K", help="Run every point K times with training "
                                                  "seeds seed, seed+1, ... (the recipe's `seed`).")] = None,
-    tie: Annotated[Many, typer.Option("--tie", help="KEY=EXPR: derive KEY from swept keys with + - * / and numbers, "
-                                      "e.g. param_scheduler.1.eta_min=optim_wrapper.optimizer.lr*0.01; "
+    tie: Annotated[Many, typer.Option("--tie", help="KEY=EXPR: derive KEY from swept keys with + - * / and numbers "
+                                      "(e.g. a scheduler's eta_min as the swept optimizer.lr*0.01); "
                                       "repeatable.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Sweep name.",
                                                 show_default="RECIPE-HASH of the space")] = None,
