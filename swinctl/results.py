@@ -54,9 +54,26 @@ TTA_METRICS = tuple(f"{name}_{TTA_PREFIX}" for name in SEG_METRICS)
 PANOPTIC_METRICS = tuple(f"{q}{part}" for part in ("", "_th", "_st") for q in ("PQ", "SQ", "RQ"))
 CANONICAL_METRICS = COCO_METRICS + SEG_METRICS + TTA_METRICS + PANOPTIC_METRICS
 PRIMARY_METRIC = {"mmdet": "bbox_mAP", "mmseg": "mIoU"}
-# A log's task, by the first of these it has, and the metrics a report shows for it by default.
-TASK_METRICS = (("PQ", ("PQ",)), ("segm_mAP", ("bbox_mAP", "segm_mAP")), ("bbox_mAP", ("bbox_mAP",)),
-                ("mIoU", ("mIoU",)), (f"mIoU_{TTA_PREFIX}", (f"mIoU_{TTA_PREFIX}",)))
+# The one table of headline metrics: each task's (a recipe's `task`), in the order a log's task is recognised (by the
+# first marker it has: a panoptic model logs box and mask mAP too, an instance model box mAP too), and what each of
+# those metrics is called in words. `status`, `recipes`, `report`, sweeps and the reference checks all read these.
+TASK_METRICS = (  # (task, marker, headline metrics)
+    ("panoptic", "PQ", ("PQ",)),
+    ("instance", "segm_mAP", ("bbox_mAP", "segm_mAP")),
+    ("detection", "bbox_mAP", ("bbox_mAP",)),
+    ("semantic", "mIoU", ("mIoU",)),
+    ("semantic", f"mIoU_{TTA_PREFIX}", (f"mIoU_{TTA_PREFIX}",)),  # a `test --tta` run logs only these
+)
+HEADLINE = {task: shown for task, _, shown in reversed(TASK_METRICS)}  # task -> its headline metrics
+HEADLINE_METRICS = tuple(dict.fromkeys(m for _, _, shown in TASK_METRICS for m in shown))
+METRIC_WORDS = {"bbox_mAP": "box mAP", "segm_mAP": "mask mAP", "PQ": "PQ", "mIoU": "mIoU", "mAcc": "mAcc",
+                "aAcc": "aAcc", f"mIoU_{TTA_PREFIX}": "mIoU (ms+flip)"}
+
+
+def metric_word(name: str, short: bool = False) -> str:
+    """`bbox_mAP` as people write it: "box mAP" ("box" short, where the column says mAP); other names as they are."""
+    word = METRIC_WORDS.get(name, name)
+    return word.removesuffix(" mAP") if short else word
 
 # Flags a RunLog may carry (the matching `problems` entry says why).
 NO_LOGS = "no_logs"  # no log file of a known format (JSON or text) in the work dir
@@ -76,7 +93,7 @@ _TS_DIR = re.compile(r"\d{8}_\d{6}")
 def task_metrics(logged: set[str] | frozenset[str]) -> tuple[str, ...]:
     """The metrics that tell a run's result, from the metrics its logs have: box and mask mAP for instance
     segmentation, PQ for panoptic, mIoU for semantic segmentation."""
-    return next((shown for marker, shown in TASK_METRICS if marker in logged), ())
+    return next((shown for _, marker, shown in TASK_METRICS if marker in logged), ())
 
 
 def normalise_metrics(raw: Mapping[str, object], fmt: str) -> dict[str, float]:

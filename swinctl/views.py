@@ -18,12 +18,11 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
-from swinctl import published
+from swinctl import published, results
 from swinctl.job.files import State
 
 STATE_STYLES = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
                 State.FAILED: "bold red", State.CANCELLED: "magenta", State.TIMEOUT: "red", "IMPORTED": "blue"}
-HEADLINE_METRICS = ("bbox_mAP", "segm_mAP", "mIoU", "mAcc", "aAcc")
 EMPTY = ("", "-")  # cells that show nothing
 
 
@@ -32,8 +31,9 @@ def state_text(state: str) -> Text:
 
 
 def metric_summary(metrics: dict[str, float], sep: str = "  ") -> str:
-    shown = [(k, metrics[k]) for k in HEADLINE_METRICS if k in metrics]
-    return sep.join(f"{k} {v:.1f}" for k, v in shown) or "-"
+    """The metrics that tell a run's result, by the task its metrics show (PQ for panoptic, box and mask mAP for
+    instance segmentation, mIoU for semantic)."""
+    return sep.join(f"{k} {metrics[k]:.1f}" for k in results.task_metrics(set(metrics))) or "-"
 
 
 def duration(seconds: float | None) -> str:
@@ -181,9 +181,6 @@ def _plain(cell) -> str:
 # ---------------------------------------------------------------------------------------------- tables
 
 
-_HEADLINE = {"detection": ("bbox_mAP",), "instance": ("bbox_mAP", "segm_mAP"), "panoptic": ("PQ",),
-             "semantic": ("mIoU",)}
-_SHORT = {"bbox_mAP": "box", "segm_mAP": "mask"}
 
 
 def _published(task: str, expected: list[dict]) -> str:
@@ -191,7 +188,8 @@ def _published(task: str, expected: list[dict]) -> str:
     first = {}
     for e in expected:
         first.setdefault(e["metric"], e["value"])
-    return " ".join(f"{_SHORT.get(m, m)} {first[m]:g}" for m in _HEADLINE[task] if m in first) or "-"
+    return " ".join(f"{results.metric_word(m, short=True)} {first[m]:g}" for m in results.HEADLINE[task]
+                    if m in first) or "-"
 
 
 def recipe_table(rows: list[dict], *, wide: bool = False) -> FitTable:

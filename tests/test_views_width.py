@@ -356,3 +356,41 @@ def test_nothing_to_show_says_how_to_start_and_creates_nothing(tmp_path, piped, 
         assert out.strip() == hint, out
     assert cli_piped("status", "--json", width=80, cwd=tmp_path).strip() == "[]"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("piped", [True, False], ids=["piped", "terminal"])
+def test_status_shows_each_tasks_headline_metric(tmp_path, piped):
+    """A panoptic run logs box and mask mAP too: status shows its PQ (the number it is judged by); an instance
+    segmenter its box and mask mAP; a semantic segmenter its mIoU. The real CLI, at 80 columns."""
+    runs = Runs(tmp_path / "runs")
+    panoptic = runs.add(recipe="mask2former-swin-t-lsj-50e-coco-panoptic", fixture="mmengine/panoptic_iter")
+    instance = runs.add(curve=det(0.424, 0.393))
+    semantic = runs.add(recipe="upernet-swin-t", fixture="mmengine/seg_iter")
+    args = ("status", "--all", "--wide", "--runs-root", str(runs.root))
+    out = cli_piped(*args, width=80) if piped else cli_tty(*args, width=80)
+    rows = {}
+    for line in out.splitlines():  # --wide: each run's row starts with its full id; the metrics cell folds below
+        run_id = next((r.id for r in (panoptic, instance, semantic) if r.id in line), None)
+        if run_id:
+            current = rows.setdefault(run_id, [])
+        if rows and not set(line) <= {" ", "─", "━"}:
+            current.append(line)
+    words = {run_id: " ".join(lines).split() for run_id, lines in rows.items()}
+    assert "PQ" in words[panoptic.id] and not {"bbox_mAP", "segm_mAP"} & set(words[panoptic.id]), out
+    assert {"bbox_mAP", "segm_mAP"} <= set(words[instance.id]) and "PQ" not in words[instance.id], out
+    assert "mIoU" in words[semantic.id] and not {"bbox_mAP", "PQ"} & set(words[semantic.id]), out
+
+
+def test_one_table_of_headline_metrics():
+    """Every task a recipe can have has its headline metrics, each with words; the expected metrics a recipe may
+    name are those."""
+    import typing
+
+    from swinctl import recipes, results
+
+    tasks = set(typing.get_args(recipes.Task))
+    assert set(results.HEADLINE) == tasks
+    assert set(typing.get_args(recipes.Expected.model_fields["metric"].annotation)) == set(results.HEADLINE_METRICS)
+    assert all(m in results.METRIC_WORDS and m in results.CANONICAL_METRICS for m in results.HEADLINE_METRICS)
+    assert results.task_metrics({"PQ", "bbox_mAP", "segm_mAP"}) == ("PQ",)
+    assert [results.metric_word(m, short=True) for m in ("bbox_mAP", "segm_mAP", "PQ")] == ["box", "mask", "PQ"]

@@ -22,8 +22,7 @@ from swinctl import results
 from swinctl.guard.pretrained import PretrainedError, cache_dir, download, offline
 
 _URL = re.compile(r"[a-z][a-z0-9+.-]*://")
-METRIC_WORDS = {"bbox_mAP": "box mAP", "segm_mAP": "mask mAP", "mIoU": "mIoU", "mAcc": "mAcc", "aAcc": "aAcc",
-                "mIoU_ms_flip": "mIoU (ms+flip)"}
+METRIC_WORDS = results.METRIC_WORDS
 _failed: dict[str, str] = {}  # url -> why, for this process
 
 

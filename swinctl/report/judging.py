@@ -154,14 +154,14 @@ def published_notes(results: Sequence) -> list[str]:
     """What the verdicts of a test of the released weights mean: the model is the published one, so a number that
     matches says the data and the evaluation are right, one that misses that one of them differs. Smoke runs,
     unfinished ones and metrics without a published value say nothing."""
-    from swinctl.guard.reference import METRIC_WORDS
+    from swinctl.results import metric_word
 
     notes = []
     for res in results:
         if res.verdict not in (REPRODUCED, BELOW, ABOVE) or not res.references:
             continue
         ref = res.references[0]
-        head = (f"published weights: {res.value:.1f} {METRIC_WORDS.get(res.metric, res.metric)} vs "
+        head = (f"published weights: {res.value:.1f} {metric_word(res.metric)} vs "
                 f"{ref.expected:g} expected")
         notes.append(f"{head}: data and evaluation OK" if res.verdict == REPRODUCED else
                      f"{head}: data or evaluation differ (dataset version or split, annotations, test pipeline or "

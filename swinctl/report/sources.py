@@ -94,7 +94,7 @@ def from_log(log: results.RunLog, metrics_wanted: Iterable[str]) -> tuple[dict, 
 def _all_metric_names(metrics: list[str] | None, expectation: Expected | None) -> list[str]:
     if metrics:
         return metrics
-    names = [*results.PRIMARY_METRIC.values(), *(m for _, shown in results.TASK_METRICS for m in shown)]
+    names = [*results.PRIMARY_METRIC.values(), *results.HEADLINE_METRICS]
     if expectation:
         names += [e.metric for e in expectation[0]]
     return list(dict.fromkeys(names))

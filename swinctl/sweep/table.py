@@ -48,10 +48,10 @@ def sweep_rows(ledger, name: str) -> list[SweepRow]:
 
 
 def default_metric(rows: list[SweepRow]) -> str | None:
-    from swinctl.views import HEADLINE_METRICS
+    from swinctl import results
 
     present = {k for r in rows if r.row is not None for k in r.row.metrics}
-    return next((m for m in HEADLINE_METRICS if m in present), None)
+    return next(iter(results.task_metrics(present)), None)
 
 
 def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None,
