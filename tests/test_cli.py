@@ -164,7 +164,7 @@ def test_help_shows_flags_as_flags_lists_choices_and_names_positionals_alike(wid
         text = sections[path]
         assert max(cell_len(line.rstrip()) for line in text.splitlines()) <= width, text
         assert "…" not in text, text
-        assert not re.search(r"<(bool|str|int|float|path|list)", text), text
+        assert not re.search(r"<(bool|str|int|float|path|list)", text) and "VALUE" not in text.split(), text
         assert re.search(rf"Usage: swinctl {path} \[OPTIONS\] {re.escape(USAGE[path])} *$", text, flags=re.M), text
         words = {w.strip("[]|,") for w in text.split()}
         lines = text.splitlines()

@@ -32,11 +32,11 @@ def _choices(param) -> list[str] | None:
 
 def _value_word(param) -> str:
     desc = param.type_descriptor
-    if desc.is_path:
-        return "PATH"
     annotation = desc.annotation
     if desc.is_list:
         (annotation,) = typing.get_args(annotation)
+    if desc.is_path or annotation is Path:
+        return "PATH"
     return _WORDS.get(annotation, "VALUE")
 
 
