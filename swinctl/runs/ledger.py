@@ -22,8 +22,8 @@ from swinctl.errors import UserError
 from swinctl.job.files import (  # noqa: F401  (ACTIVE_STATES, FINAL_STATES: the ledger's state names, re-exported)
     ACTIVE_STATES,
     FINAL_STATES,
-    State,
     NO_SPACE,
+    State,
     disk_full,
     finite_metrics,
 )

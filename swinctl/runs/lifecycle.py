@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import shutil
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,14 +18,14 @@ from typing import Literal
 
 from swinctl import backends, recipes, results
 from swinctl.backends import Backend
+from swinctl.job.files import State
 from swinctl.job.spec import After, JobSpec, Resources
-from swinctl.runs import submission, sync
-from swinctl.runs.ledger import Ledger, RunRecord
-from swinctl.runs.select import cancel_targets
 from swinctl.published import TestWeights, planned_path
 from swinctl.published import resolve as resolve_test_weights
 from swinctl.recipes import Recipe, RecipeError
-from swinctl.job.files import State
+from swinctl.runs import submission, sync
+from swinctl.runs.ledger import Ledger, RunRecord
+from swinctl.runs.select import cancel_targets
 
 # Every torch.load in a job is weights-only, even one that asks for weights_only=False (mmengine's URL loader,
 # torch.hub): a checkpoint is data, never code. MMEngine's own types are allowed by swinctl.models.safe_load.

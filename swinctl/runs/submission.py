@@ -20,13 +20,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from swinctl import backends, recipes
-
-from swinctl.job import files as jobstate
 from swinctl.backends import Submitted
+from swinctl.job import files as jobstate
+from swinctl.job.files import State
 from swinctl.published import write_record
 from swinctl.recipes import RecipeError
 from swinctl.runs.ledger import Ledger, RunRecord, SubmissionRecord
-from swinctl.job.files import State
 
 LOCK_FILE = ".submit.lock"
 # Tests: SIGKILL this process right before the backend submits (runs recorded, nothing submitted) or right after it

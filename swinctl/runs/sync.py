@@ -13,10 +13,9 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from swinctl import backends
-
 from swinctl.job import files as jobstate
-from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
 from swinctl.job.files import State
+from swinctl.runs.ledger import ACTIVE_STATES, FINAL_STATES, Ledger, RunRecord
 
 _JOB_FIELDS = ("started_at", "finished_at", "elapsed_s", "error")
 UNREADABLE = "job state unreadable: "
@@ -67,7 +66,8 @@ def _from_scheduler(ledger: Ledger, record: RunRecord) -> dict:
         try:
             job = _read_job(record.run_dir)  # it may have written its end between our two looks
         except _Unreadable as exc:  # its job ended, its own word on how is lost: the scheduler's state, or FAILED
-            return {**end, "state": State.FAILED if observed.state == State.COMPLETED else observed.state, "error": str(exc)}
+            state = State.FAILED if observed.state == State.COMPLETED else observed.state
+            return {**end, "state": state, "error": str(exc)}
         if job is not None and job.state in FINAL_STATES:
             return _from_job(record, job)
         from swinctl.runs.logs import error_tail
