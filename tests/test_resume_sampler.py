@@ -99,3 +99,30 @@ def test_an_epoch_resumed_inside_loads_no_image_of_its_trained_batches(maskrcnn,
                       _weights(spec.run_dir / name / "epoch_2.pth"))
     if signal_at == 7:
         assert "resuming inside epoch 2: its first 2 of 6 batches are trained" in log
+
+
+# UPerNet (IterBasedTrainLoop, no batch sampler of its own) on the 16 demo training images in batches of 3: the
+# InfiniteSampler's one stream of permutations, or a DefaultSampler's passes of 6 batches (the last of one image),
+# each pass in the order of its epoch. Preempted once, or twice: inside a pass, then at the end of one.
+ITERS = ["schedule.max_iters=14", "schedule.log_interval=1", "schedule.val_interval=100000",
+         "schedule.checkpoint_interval=100000", "train_dataloader.batch_size=3"]
+
+
+@pytest.mark.parametrize("sampler, signals", [("InfiniteSampler", [7]), ("DefaultSampler", [8, 11])])
+def test_an_iteration_run_resumed_loads_no_image_of_its_trained_batches(tmp_path, sampler, signals):
+    spec = _job(tmp_path, "upernet-swin-t", [*ITERS, f"train_dataloader.sampler.type={sampler}"])
+    code, _, plain, log = _train(spec, "plain")
+    assert code == 0, log[-3000:]
+    assert sorted(plain) == list(range(14))
+    code, _, trained, log = _train(spec, "preempted", signal_at=signals[0])
+    assert code == EXIT_CHECKPOINTED, log[-3000:]
+    assert trained == {i: plain[i] for i in range(signals[0] + 1)}
+    for stopped, then in zip(signals, [*signals[1:], None], strict=True):
+        code, loads, trained, log = _train(spec, "preempted", resume=True, signal_at=then)
+        assert code == (0 if then is None else EXIT_CHECKPOINTED), log[-3000:]
+        after = range(stopped + 1, 14 if then is None else then + 1)
+        assert trained == {i: plain[i] for i in after}
+        assert loads == [path for i in after for path in plain[i]]  # nothing of the batches trained before
+        assert f"swinctl: resuming at iteration {stopped + 1}: the sampler starts at batch" in log
+    _assert_identical(_weights(spec.run_dir / "plain" / "iter_14.pth"),
+                      _weights(spec.run_dir / "preempted" / "iter_14.pth"))

@@ -238,8 +238,9 @@ class _FromResumedIteration:
     other than MMEngine's Default/InfiniteSampler) they load and drop the batches, as MMEngine does.
     """
 
-    def __init__(self, loop: IterBasedTrainLoop) -> None:
+    def __init__(self, loop: IterBasedTrainLoop, made) -> None:
         self.loop = loop
+        self.made = made  # the iterator MMEngine's __init__ made
         self.real = None
         self.left = 0
         self.replay = False
@@ -250,7 +251,7 @@ class _FromResumedIteration:
     def __next__(self):
         loop = self.loop
         if self.real is None:
-            self.real, self.replay = loop._start_iterator()
+            self.real, self.replay = loop._start_iterator(self.made)
             self.left = loop._iter
         if not self.left:
             loop.dataloader_iterator = self.real
@@ -278,17 +279,20 @@ class IterBasedTrainLoop(MMEngineIterLoop):
             self._batches.hold()  # be rewound, and the resumed position is known only once the checkpoint is loaded
         super().__init__(runner, dataloader, *args, **kwargs)
 
-    def _start_iterator(self) -> tuple:
+    def _start_iterator(self, made) -> tuple:
         """The data iterator from batch `_iter` of the run on, and whether the trained batches must be loaded."""
+        if self._batches is None:  # no batch sampler to start late: the iterator MMEngine made
+            return made, True
         sampler = getattr(self._batches, 'sampler', None)
-        if self._batches is None:  # MMEngine's own iterator, made in __init__
-            return self.dataloader_iterator, True
         if isinstance(sampler, InfiniteSampler):  # one stream over all iterations
             passes, start, replay = 0, self._iter, False
         elif isinstance(sampler, DefaultSampler):  # a pass per epoch, `len(dataloader)` batches each
             (passes, start), replay = divmod(self._iter, len(self.dataloader)), False
         else:
             passes, start, replay = 0, 0, self._iter > 0
+        if self._iter and not replay:
+            print_log(f'swinctl: resuming at iteration {self._iter}: the sampler starts at batch {start} of pass '
+                      f'{passes + 1}, after the trained ones', logger='current')
         if passes and not start:  # saved at the end of a pass: the next pass's iterator draws from the saved states
             restore_pending_rng()
         _set_sampler_epoch(self.dataloader, passes)
@@ -300,5 +304,5 @@ class IterBasedTrainLoop(MMEngineIterLoop):
         return iterator, replay
 
     def run(self):
-        self.dataloader_iterator = _FromResumedIteration(self)
+        self.dataloader_iterator = _FromResumedIteration(self, self.dataloader_iterator)
         return super().run()
