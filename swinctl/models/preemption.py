@@ -291,8 +291,10 @@ class IterBasedTrainLoop(MMEngineIterLoop):
         else:
             passes, start, replay = 0, 0, self._iter > 0
         if self._iter and not replay:
-            print_log(f'swinctl: resuming at iteration {self._iter}: the sampler starts at batch {start} of pass '
-                      f'{passes + 1}, after the trained ones', logger='current')
+            where = f'batch {start} of its pass {passes + 1}' if isinstance(sampler, DefaultSampler) else \
+                f'batch {start} of its stream'
+            print_log(f'swinctl: resuming at iteration {self._iter}: the sampler starts at {where}, after the '
+                      'trained ones', logger='current')
         if passes and not start:  # saved at the end of a pass: the next pass's iterator draws from the saved states
             restore_pending_rng()
         _set_sampler_epoch(self.dataloader, passes)
