@@ -210,12 +210,14 @@ class EpochBasedTrainLoop(MMEngineEpochLoop):
                       'are trained; the sampler starts after them', logger='current')
         if trained >= length:  # saved after the epoch's last iteration: nothing is left to load
             restore_pending_rng()
-        elif self._batches is None:  # no batch sampler to start late: load and drop the trained batches
+        elif self._batches is None:  # no batch sampler to start late (batch_size=None): load and drop them
+            if not trained:
+                restore_pending_rng()
             for idx, data_batch in enumerate(self.dataloader):
-                if idx == trained:
-                    restore_pending_rng()
                 if idx >= trained:
                     self.run_iter(idx, data_batch)
+                elif idx == trained - 1:
+                    restore_pending_rng()  # the next batch loads with the states it had in the first run
         else:
             self._batches.start_next_pass_at(trained)
             if not trained:  # saved between epochs: this epoch's iterator draws its seed from the saved states
@@ -252,7 +254,7 @@ class _FromResumedIteration:
         loop = self.loop
         if self.real is None:
             self.real, self.replay = loop._start_iterator(self.made)
-            self.left = loop._iter
+            self.left, self.made = loop._iter, None  # (an unused iterator's workers end with it)
         if not self.left:
             loop.dataloader_iterator = self.real
             return next(self.real)
