@@ -36,7 +36,7 @@ from mmengine.registry import Registry
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterLoop
 from mmengine.runner.loops import _InfiniteDataloaderIterator
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from swinctl.checkpoint_files import LAST, write_atomic
 
@@ -173,8 +173,11 @@ class ResumableBatchSampler(Sampler):
 
 
 def _resumable(loader: DataLoader) -> ResumableBatchSampler | None:
-    """`loader`'s batch sampler, wrapped (once) to start late; None where it has none (batch_size=None)."""
-    if loader.batch_sampler is None or isinstance(loader.batch_sampler, ResumableBatchSampler):
+    """`loader`'s batch sampler, wrapped (once) to start late; None where it has none (batch_size=None) or where
+    its indices do not choose the data (an IterableDataset yields what it yields)."""
+    if loader.batch_sampler is None or isinstance(loader.dataset, IterableDataset):
+        return None
+    if isinstance(loader.batch_sampler, ResumableBatchSampler):
         return loader.batch_sampler
     wrapped = ResumableBatchSampler(loader.batch_sampler)
     # DataLoader refuses a new batch sampler once built, since an iterator it already made would not see it: the
@@ -210,7 +213,7 @@ class EpochBasedTrainLoop(MMEngineEpochLoop):
                       'are trained; the sampler starts after them', logger='current')
         if trained >= length:  # saved after the epoch's last iteration: nothing is left to load
             restore_pending_rng()
-        elif self._batches is None:  # no batch sampler to start late (batch_size=None): load and drop them
+        elif self._batches is None:  # no batch sampler that can start late: load and drop the trained batches
             if not trained:
                 restore_pending_rng()
             for idx, data_batch in enumerate(self.dataloader):
