@@ -186,10 +186,11 @@ def main() -> None:
     for way, s in summary.items():
         print(f"{way:8} {s['restart_s']['10%']:>7.1f} s {s['restart_s']['90%']:>7.1f} s {s['ratio_90_10']:>8.2f}   "
               f"{s['skip_s']['10%']:>7.2f} s {s['skip_s']['90%']:>7.2f} s")
-    print(f"goal: sampler t90/t10 <= {GOAL}: {'ok' if ok else 'MISSED'}")
+    loads = [r["load_1min"] for r in runs]
+    print(f"goal: sampler t90/t10 <= {GOAL}: {'ok' if ok else 'MISSED'} (1-min load {min(loads)}-{max(loads)})")
     result = {"recipe": "maskrcnn-swin-t --smoke", "epoch_batches": epoch, "batch_size": batch_size,
-              "points": points, "repeat": args.repeat, "cpus": os.cpu_count(), "goal_ratio": GOAL,
-              "summary": summary, "ok": ok, "runs": runs}
+              "points": points, "repeat": args.repeat, "cpus": os.cpu_count(), "load_1min": [min(loads), max(loads)],
+              "goal_ratio": GOAL, "summary": summary, "ok": ok, "runs": runs}
     RESULTS.mkdir(exist_ok=True)
     write_atomic(RESULTS / "resume.json", (json.dumps(result, indent=2) + "\n").encode())
     import shutil
