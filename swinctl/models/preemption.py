@@ -7,11 +7,14 @@ Python -- and the training exits with `EXIT_CHECKPOINTED`, so the requeued job r
 this, a requeue loses everything since the last periodic checkpoint, and a time limit shorter than the checkpoint
 interval never progresses.
 
-MMEngine resumes an epoch-based run at the start of the epoch it saved in, and restores no random state. The two
-loops below skip the batches already trained in that epoch (as MMEngine's own IterBasedTrainLoop skips on resume),
-then put back the random states saved with the checkpoint, just before the next batch is loaded. With
-`num_workers=0` and deterministic kernels the resumed run then computes bit for bit what the uninterrupted one
-would; with data-loader workers the data order is exact but their augmentation draws are not.
+MMEngine resumes an epoch-based run at the start of the epoch it saved in, and restores no random state; its
+iteration loop resumes by loading and dropping every batch trained before. The two loops below skip the trained
+batches at the batch sampler instead (`ResumableBatchSampler`): it draws the same index batches as the
+uninterrupted run -- same sampler order, same epoch -- and hands the data loader only those from the resumed one
+on, so a job preempted late in a long epoch starts training again as fast as one preempted early. They then put
+back the random states saved with the checkpoint, just before the next batch is loaded. With `num_workers=0` and
+deterministic kernels the resumed run then computes bit for bit what the uninterrupted one would; with data-loader
+workers the data order is exact but their augmentation draws are not.
 
 In a distributed run each rank draws its own augmentations, so its random states differ from rank 0's: every
 checkpoint holds all ranks' states (gathered when the checkpoint is saved) and each rank resumes with its own.
@@ -19,12 +22,14 @@ checkpoint holds all ranks' states (gathered when the checkpoint is saved) and e
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
 
 import numpy as np
 import torch
+from mmengine.dataset import DefaultSampler, InfiniteSampler
 from mmengine.dist import all_gather_object, all_reduce, get_rank, get_world_size, is_distributed
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
@@ -33,6 +38,8 @@ from mmengine.registry import LOOPS as MMENGINE_LOOPS
 from mmengine.registry import Registry
 from mmengine.runner import EpochBasedTrainLoop as MMEngineEpochLoop
 from mmengine.runner import IterBasedTrainLoop as MMEngineIterLoop
+from mmengine.runner.loops import _InfiniteDataloaderIterator
+from torch.utils.data import DataLoader, IterableDataset, Sampler
 
 from swinctl.job.checkpoints import LAST, SIGNAL_MARK, write_atomic
 from swinctl.job.checkpoints import SIGNAL_CHECKPOINT_ENV as ENV_FLAG
@@ -156,53 +163,185 @@ def _gather_rng_when_saving(runner) -> None:
     runner.save_checkpoint = save_checkpoint
 
 
+class ResumableBatchSampler(Sampler):
+    """A data loader's batch sampler whose next pass can start some batches in, skipping on the indices.
+
+    The wrapped batch sampler (torch's BatchSampler, mmdet's AspectRatioBatchSampler, ...) makes its whole pass over
+    the sampler's order (DefaultSampler: seed + epoch), so the batches are those of the uninterrupted run, but only
+    those from the start position on reach the data loader: no image of a skipped batch is read, decoded or
+    augmented. The loader's main process draws the batches and hands index lists to its workers, so the workers stay
+    in step, and each rank skips the same number of its own batches.
+    """
+
+    def __init__(self, batch_sampler) -> None:
+        self.batch_sampler = batch_sampler
+        self._start = 0
+        self._held = False
+
+    def __getattr__(self, name: str):  # sampler, batch_size, drop_last: what MMEngine's hooks read through it
+        if name == 'batch_sampler':  # (not yet set: unpickling)
+            raise AttributeError(name)
+        return getattr(self.batch_sampler, name)
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def hold(self) -> None:
+        """Passes are empty until `start_next_pass_at`."""
+        self._held = True
+
+    def start_next_pass_at(self, batches: int) -> None:
+        """The next pass (only) skips its first `batches` batches."""
+        self._start, self._held = batches, False
+
+    def __iter__(self):
+        if self._held:
+            return iter(())
+        start, self._start = self._start, 0
+        batches = iter(self.batch_sampler)
+        for _ in itertools.islice(batches, start):  # indices only
+            pass
+        return batches
+
+
+def _resumable(loader: DataLoader) -> ResumableBatchSampler | None:
+    """`loader`'s batch sampler, wrapped (once) to start late; None where it has none (batch_size=None) or where
+    its indices do not choose the data (an IterableDataset yields what it yields)."""
+    if loader.batch_sampler is None or isinstance(loader.dataset, IterableDataset):
+        return None
+    if isinstance(loader.batch_sampler, ResumableBatchSampler):
+        return loader.batch_sampler
+    wrapped = ResumableBatchSampler(loader.batch_sampler)
+    # DataLoader refuses a new batch sampler once built, since an iterator it already made would not see it: the
+    # loops install this one before any iterator exists.
+    object.__setattr__(loader, 'batch_sampler', wrapped)
+    return wrapped
+
+
+def _set_sampler_epoch(loader: DataLoader, epoch: int) -> None:
+    """As MMEngine's _InfiniteDataloaderIterator does when it starts a new pass."""
+    sampler = getattr(loader.batch_sampler, 'sampler', None)
+    for candidate in (loader.sampler, sampler):
+        if hasattr(candidate, 'set_epoch'):
+            candidate.set_epoch(epoch)
+            return
+
+
 @LOOPS.register_module()
 class EpochBasedTrainLoop(MMEngineEpochLoop):
     """MMEngine's epoch loop, resuming inside an epoch where a signal checkpoint was saved."""
 
+    def __init__(self, runner, dataloader, *args, **kwargs) -> None:
+        super().__init__(runner, dataloader, *args, **kwargs)
+        self._batches = _resumable(self.dataloader)  # (no iterator of it exists yet)
+
     def run_epoch(self) -> None:
-        self.runner.call_hook('before_train_epoch')
+        self.runner.call_hook('before_train_epoch')  # (DistSamplerSeedHook: the sampler's epoch, hence its order)
         self.runner.model.train()
-        trained = self._iter - self._epoch * len(self.dataloader)  # batches of this epoch already trained
-        if trained > 0:
-            print_log(f'swinctl: resuming inside epoch {self._epoch + 1}: skipping its {trained} trained batches',
-                      logger='current')
-        else:
+        length = len(self.dataloader)
+        trained = max(self._iter - self._epoch * length, 0)  # batches of this epoch already trained
+        if trained:
+            print_log(f'swinctl: resuming inside epoch {self._epoch + 1}: its first {trained} of {length} batches '
+                      'are trained; the sampler starts after them', logger='current')
+        if trained >= length:  # saved after the epoch's last iteration: nothing is left to load
             restore_pending_rng()
-        for idx, data_batch in enumerate(self.dataloader):
-            if idx < trained:
-                if idx == trained - 1:
+        elif self._batches is None:  # no batch sampler that can start late: load and drop the trained batches
+            if not trained:
+                restore_pending_rng()
+            for idx, data_batch in enumerate(self.dataloader):
+                if idx >= trained:
+                    self.run_iter(idx, data_batch)
+                elif idx == trained - 1:
                     restore_pending_rng()  # the next batch loads with the states it had in the first run
-                continue
-            self.run_iter(idx, data_batch)
+        else:
+            self._batches.start_next_pass_at(trained)
+            if not trained:  # saved between epochs: this epoch's iterator draws its seed from the saved states
+                restore_pending_rng()
+            batches = iter(self.dataloader)
+            if trained:  # saved inside the epoch, after its iterator was made: the next batch loads as it did
+                restore_pending_rng()
+            for idx, data_batch in enumerate(batches, start=trained):
+                self.run_iter(idx, data_batch)
         self.runner.call_hook('after_train_epoch')
         self._epoch += 1
 
 
+class _FromResumedIteration:
+    """Stands in for the iteration loop's data iterator until its first batch is asked for.
+
+    MMEngine's IterBasedTrainLoop.run() calls next() once per trained batch to skip them, then once per batch it
+    trains. At the first call (after the before_train hooks), this makes the real iterator, whose sampler starts at
+    the resumed position, so those skipping calls load nothing; where the sampler's passes are not known (a sampler
+    other than MMEngine's Default/InfiniteSampler) they load and drop the batches, as MMEngine does.
+    """
+
+    def __init__(self, loop: IterBasedTrainLoop, made) -> None:
+        self.loop = loop
+        self.made = made  # the iterator MMEngine's __init__ made
+        self.real = None
+        self.left = 0
+        self.replay = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        loop = self.loop
+        if self.real is None:
+            self.real, self.replay = loop._start_iterator(self.made)
+            self.left, self.made = loop._iter, None  # (an unused iterator's workers end with it)
+        if not self.left:
+            loop.dataloader_iterator = self.real
+            return next(self.real)
+        self.left -= 1
+        batch = next(self.real) if self.replay else None
+        if not self.left:
+            if self.replay:
+                restore_pending_rng()
+            loop.dataloader_iterator = self.real
+        return batch
+
+
 @LOOPS.register_module()
 class IterBasedTrainLoop(MMEngineIterLoop):
-    """MMEngine's iteration loop (which skips trained batches on resume) that also puts back the random states."""
+    """MMEngine's iteration loop, resuming with the sampler started at the resumed batch, and the random states."""
+
+    def __init__(self, runner, dataloader, *args, **kwargs) -> None:
+        if isinstance(dataloader, dict):  # built here as BaseLoop does, to wrap its batch sampler before MMEngine's
+            # __init__ makes the loop's iterator (with workers, that prefetches batches at once)
+            dataloader = runner.build_dataloader(
+                dataloader, seed=runner.seed, diff_rank_seed=runner._randomness_cfg.get('diff_rank_seed', False))
+        self._batches = _resumable(dataloader)
+        if self._batches is not None:  # that first iterator must take no batch: an InfiniteSampler's stream cannot
+            self._batches.hold()  # be rewound, and the resumed position is known only once the checkpoint is loaded
+        super().__init__(runner, dataloader, *args, **kwargs)
+
+    def _start_iterator(self, made) -> tuple:
+        """The data iterator from batch `_iter` of the run on, and whether the trained batches must be loaded."""
+        if self._batches is None:  # no batch sampler to start late: the iterator MMEngine made
+            return made, True
+        sampler = getattr(self._batches, 'sampler', None)
+        if isinstance(sampler, InfiniteSampler):  # one stream over all iterations
+            passes, start, replay = 0, self._iter, False
+        elif isinstance(sampler, DefaultSampler):  # a pass per epoch, `len(dataloader)` batches each
+            (passes, start), replay = divmod(self._iter, len(self.dataloader)), False
+        else:
+            passes, start, replay = 0, 0, self._iter > 0
+        if self._iter and not replay:
+            where = f'batch {start} of its pass {passes + 1}' if isinstance(sampler, DefaultSampler) else \
+                f'batch {start} of its stream'
+            print_log(f'swinctl: resuming at iteration {self._iter}: the sampler starts at {where}, after the '
+                      'trained ones', logger='current')
+        if passes and not start:  # saved at the end of a pass: the next pass's iterator draws from the saved states
+            restore_pending_rng()
+        _set_sampler_epoch(self.dataloader, passes)
+        self._batches.start_next_pass_at(start)
+        iterator = _InfiniteDataloaderIterator(self.dataloader)
+        iterator._epoch = passes  # (the next pass sets the sampler's epoch from it)
+        if not replay:
+            restore_pending_rng()  # (a no-op where it was done above, or for a run from its start)
+        return iterator, replay
 
     def run(self):
-        iterator = self.dataloader_iterator
-        loop = self
-
-        class _RestoreAfterSkip:
-            """MMEngine skips `_iter` batches with next() before training: restore once they are skipped."""
-
-            def __init__(self):
-                self.left = loop._iter
-
-            def __next__(self):
-                batch = next(iterator)
-                self.left -= 1
-                if self.left == 0:
-                    restore_pending_rng()
-                    loop.dataloader_iterator = iterator
-                return batch
-
-        if self._iter > 0:
-            self.dataloader_iterator = _RestoreAfterSkip()
-        else:
-            restore_pending_rng()
+        self.dataloader_iterator = _FromResumedIteration(self, self.dataloader_iterator)
         return super().run()
