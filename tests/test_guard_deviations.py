@@ -183,3 +183,20 @@ def test_split_counts_follow_the_annotation_file_and_indices(tmp_path):
                                             "data_prefix": {"img_path": "images/training"}}}}
     (found,) = datasets.check_splits(cfg, "ade20k", splits=("train",))
     assert found.message.startswith("train split: 3 images vs 20,210 published (ADE20K training): a subset")
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_heading_counts_every_item_shown_and_one_legend_line_says_what_the_marks_mean(width):
+    from swinctl.guard import show
+
+    found = [{"severity": "warning", "message": "train split: a subset"},
+             {"severity": "scaled", "message": "learning rate scaled"},
+             {"severity": "note", "message": "pretrained weights not verified"}]
+    lines = show.render_text(found, width=width).splitlines()
+    assert lines[0] == "2 deviations and 1 note against the published setting"
+    assert lines[1].split() == "! may change the result ~ changed, compensated - a note, not a change".split()
+    assert [line.split()[0] for line in lines[2:]] == ["!", "~", "-"]
+    lines = show.render_text(found[2:], width=width).splitlines()
+    assert lines[0] == "no deviations and 1 note against the published setting"
+    assert lines[1].split() == ["-", "a", "note,", "not", "a", "change"]  # only the marks shown
+    assert show.render_text([], width=width).splitlines() == ["no deviations against the published setting"]
