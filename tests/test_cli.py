@@ -39,10 +39,13 @@ def test_show_prints_recipe_and_rendered_config(cli):
 
 
 def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
-    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--dry-run")
+    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     assert "dry run: nothing submitted" in result.output
     assert ".mim/tools/train.py" in result.output and "--launcher none" in result.output
+    # the summary first, the config (only with --config) after it
+    assert result.output.index("--launcher none") < result.output.index("against the published setting") \
+        < result.output.index("swinctl.SwinTransformer")
     assert not runs_root.exists() or not any(p for p in runs_root.iterdir() if p.name != "ledger.sqlite")
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 

@@ -37,7 +37,7 @@ def _save_tiny_swin(path, **changes):
 
 def test_a_4_gpu_dry_run_names_the_batch_and_scales_the_learning_rate(cli, runs_root, coco):
     result = cli("run", "maskrcnn-swin-t", "--gpus", "4", "--set", f"data.root={coco}", "--executor", "local",
-                 "--dry-run")
+                 "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "total batch 8 (4 GPUs x 2) vs 16 published (8 GPUs x 2): learning rate scaled 1e-4 -> 5e-5 " \
@@ -51,7 +51,7 @@ def test_a_4_gpu_dry_run_names_the_batch_and_scales_the_learning_rate(cli, runs_
 
 def test_no_scale_lr_keeps_the_rate_and_says_what_to_expect(cli, runs_root, coco):
     result = cli("run", "maskrcnn-swin-t", "--gpus", "4", "--set", f"data.root={coco}", "--executor", "local",
-                 "--no-scale-lr", "--dry-run")
+                 "--no-scale-lr", "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "total batch 8 (4 GPUs x 2) vs 16 published (8 GPUs x 2): learning rate not scaled (1e-4, " \

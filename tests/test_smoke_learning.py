@@ -18,7 +18,7 @@ SPLITS = {"upernet-swin-t": ("images/validation", "images/training"),
 @pytest.mark.parametrize("recipe", sorted(GOALS))
 def test_the_learning_profile_renders_and_validates_on_the_validation_split(recipe, cli, runs_root):
     args = [f"--set={item}" for item in load_recipe(recipe).smoke.learn_overrides()]
-    result = cli("run", recipe, "--smoke", "--executor", "local", "--dry-run", *args)
+    result = cli("run", recipe, "--smoke", "--executor", "local", "--dry-run", "--config", *args)
     assert result.exit_code == 0, result.output
     val, train = SPLITS[recipe]
     config = result.output.replace("\n", " ")

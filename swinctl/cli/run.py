@@ -26,13 +26,20 @@ from swinctl.cli.app import (
 )
 
 
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the command, the submission script and the "
+                                      "deviations from the published setting; submit nothing.")]
+ShowConfig = Annotated[bool, typer.Option("--config", help="With --dry-run: also print the rendered MMEngine config "
+                                          "(after the summary).")]
+
+
 @app.command()
 def run(
     recipe: Annotated[str, typer.Argument(help="Recipe name (see `swinctl recipes`) or path to a recipe .yaml.")],
     smoke: Annotated[bool, typer.Option("--smoke", help="Tiny model and schedule on generated demo data.")] = False,
     executor: Executor = "auto",
     set_: SetOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and command; submit nothing.")] = False,
+    dry_run: DryRun = False,
+    config: ShowConfig = False,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = False,
     runs_root: RunsRoot = None,
     wandb: Wandb = "auto",
@@ -50,7 +57,7 @@ def run(
     """Train RECIPE: render its config, record the run, submit it (locally or to SLURM)."""
     overrides = list(set_ or []) + resource_overrides(gpus, gpus_per_node, nodes, partition, time_limit)
     _submit(recipe, overrides, smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="train", scale_lr=not no_scale_lr, test_after=test_after)
+            wandb=wandb, kind="train", show_config=config, scale_lr=not no_scale_lr, test_after=test_after)
 
 
 @app.command()
@@ -66,7 +73,8 @@ def test(
     smoke: Annotated[bool, typer.Option("--smoke", help="Evaluate on generated demo data.")] = False,
     executor: Executor = "auto",
     set_: SetOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the config and command; submit nothing.")] = False,
+    dry_run: DryRun = False,
+    config: ShowConfig = False,
     wait: Annotated[bool, typer.Option("--wait", "-w", help="Follow progress until the run ends.")] = True,
     runs_root: RunsRoot = None,
     wandb: Wandb = "disabled",
@@ -75,11 +83,15 @@ def test(
     """Evaluate a checkpoint (--checkpoint) or the recipe's released weights (--published) with RECIPE's test set
     and metrics; records the result as a test run, which `report` judges against the published numbers."""
     _submit(recipe, list(set_ or []), smoke=smoke, executor=executor, dry_run=dry_run, wait=wait, root=runs_root,
-            wandb=wandb, kind="test", checkpoint=checkpoint, scale_lr=not no_scale_lr, published=published, tta=tta)
+            wandb=wandb, kind="test", show_config=config, checkpoint=checkpoint, scale_lr=not no_scale_lr,
+            published=published, tta=tta)
 
 
 def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, kind, checkpoint=None,
-            scale_lr=True, published=False, tta=False, test_after=None) -> None:
+            scale_lr=True, published=False, tta=False, test_after=None, show_config=False) -> None:
+    if show_config and not dry_run:
+        fail("--config prints the rendered config of a dry run: add --dry-run (or use `swinctl show RECIPE "
+             "--config`)")
     with Interrupts(), Guard():
         from swinctl import backends
         from swinctl.errors import UserError
@@ -102,10 +114,9 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
         elif prepared.weights is not None and (published or prepared.weights.converted):
             console.print(escape(prepared.weights.describe()), highlight=False, soft_wrap=True)
         if dry_run:
-
+            # the summary first: what would run, where, and how it differs from the published setting; the
+            # ~450-line config only on request, after it
             console.rule(f"[bold]{prepared.run_id}[/] (dry run: nothing submitted)")
-            print_data(prepared.config_text, "python")
-            console.rule("command")
             console.print(" ".join(prepared.command()), highlight=False, soft_wrap=True)
             spec = prepared.spec
             script = backends.get(spec.executor).preview([spec], job_name=f"swinctl:{spec.run_id}",
@@ -113,7 +124,6 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
             if script:
                 console.rule("submission script")
                 console.print(script, highlight=False, soft_wrap=True)
-            console.print(f"executor: {spec.executor}   signature: {prepared.signature}")
             if follow_up is not None:
                 test = runs.after_job(follow_up, "TRAIN_JOB_ID").spec
                 console.rule(f"then: test of the {test_after} checkpoint ({follow_up.run_id})")
@@ -121,7 +131,16 @@ def _submit(recipe, overrides, *, smoke, executor, dry_run, wait, root, wandb, k
                                                              folder=test.submitit_dir, parallel=1)
                 console.print(script or "a local job that waits for training to complete", highlight=False,
                               soft_wrap=True)
+            console.rule()
+            console.print(f"executor: {spec.executor}   signature: {prepared.signature}", highlight=False,
+                          soft_wrap=True)
             console.print(show.deviations(prepared.deviations))
+            lines = prepared.config_text.count("\n") + 1
+            if show_config:
+                console.rule(f"config ({lines} lines)")
+                print_data(prepared.config_text, "python")
+            else:
+                console.print(f"[dim]rendered config: {lines} lines, not shown (--config prints it)[/]", highlight=False)
             return
         runs.require_backend(prepared)  # (a scheduler that cannot take the job: its one error line, nothing else)
         console.print(show.deviations(prepared.deviations))
