@@ -228,11 +228,29 @@ class PreparedRun:
         return self.spec.command()
 
 
-def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool, *,
-                   check_root: bool = True) -> tuple[Recipe, list]:
-    """The recipe with smoke settings and `--set` recipe overrides applied, plus the config overrides left over.
-    `check_root=False` (a dry run) accepts a `--set data.root` that is not on this machine."""
+SMOKE_PROFILES = ("fast", "learn")
+
+
+def smoke_overrides(recipe: Recipe, profile: str) -> list[str]:
+    """The `--set` items a smoke profile adds to the recipe's smoke section: none for 'fast' (a tiny model that
+    proves the chain runs), the recipe's `smoke.learn` for 'learn' (one that scores well above chance)."""
+    if profile not in SMOKE_PROFILES:
+        raise RecipeError(f"--smoke-profile {profile}: choose fast (the chain runs: a tiny model, numbers near 0) or "
+                          "learn (a model that learns on the demo data: about a minute on 2 CPU cores)")
+    if profile == "learn" and not recipe.smoke.learn:
+        raise RecipeError(f"--smoke-profile learn: recipe '{recipe.name}' has no learning smoke profile (a "
+                          "smoke.learn section, as maskrcnn-swin-t and upernet-swin-t have): use --smoke-profile "
+                          "fast")
+    return recipe.smoke.learn_overrides() if profile == "learn" else []
+
+
+def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool, *, check_root: bool = True,
+                   smoke_profile: str = "fast") -> tuple[Recipe, list]:
+    """The recipe with smoke settings (and `smoke_profile`'s) and `--set` recipe overrides applied, plus the config
+    overrides left over. `check_root=False` (a dry run) accepts a `--set data.root` that is not on this machine."""
     recipe = recipes.load_recipe(ref)
+    if smoke:  # the profile's items first: the user's --set win
+        overrides = smoke_overrides(recipe, smoke_profile) + list(overrides)
     on_recipe, on_config = recipes.split_overrides(recipe, list(overrides))
     if smoke:
         from swinctl.data import demo
@@ -266,6 +284,7 @@ def prepare(
     published: bool = False,
     tta: bool = False,
     fetch: bool = True,
+    smoke_profile: str = "fast",
 ) -> PreparedRun:
     """Render and check a run. A test evaluates `checkpoint`, or with `published` the recipe's published_weights
     (downloaded once into the torch hub cache), or `after` a training run the checkpoint that run leaves; with `tta`
@@ -281,7 +300,8 @@ def prepare(
                           "--checkpoint and --published exclude each other: test one set of weights per run")
     if kind != "test" and (published or tta):
         raise RecipeError("--published and --tta are options of `swinctl test`")
-    recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke, check_root=fetch)
+    recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke, check_root=fetch,
+                                              smoke_profile=smoke_profile)
     if published and recipe.published_weights is None:
         raise RecipeError(f"--published: recipe '{recipe.name}' names no published_weights (its released "
                           "checkpoint's URL, the metafile's Weights): pass --set published_weights=URL, or test a "
