@@ -219,7 +219,7 @@ def test_what_a_smoke_runs_numbers_mean_is_said_for_each_profile():
     assert what_smoke_means(load_recipe("upernet-swin-t"), "learn").endswith("the published 44.3 mIoU")
     fast = what_smoke_means(load_recipe("maskrcnn-swin-t"), "fast")
     assert "numbers near 0 are expected" in fast and fast.endswith("`--smoke-profile learn` trains one that does "
-                                                                   "(about a minute on 2 CPU cores)")
+                                                                   "(about a minute on 2 idle CPU cores)")
     zoo = what_smoke_means(load_recipe("dino-swin-l-12e-coco"), "fast")
     assert zoo.endswith("not that it learns")  # no learning profile to offer
 

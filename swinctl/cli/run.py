@@ -30,7 +30,7 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the command, the 
 SmokeProfile = Annotated[str | None, typer.Option(
     "--smoke-profile", metavar="fast|learn", show_default=False, help="Which smoke run (implies --smoke): fast "
     "(the default: a tiny model that proves the chain runs; its numbers stay near 0) or learn (the recipe's "
-    "smoke.learn: a model that learns the demo data, about a minute on 2 CPU cores).")]
+    "smoke.learn: a model that learns the demo data, about a minute on 2 idle CPU cores).")]
 ShowConfig = Annotated[bool, typer.Option("--config", help="With --dry-run: also print the rendered MMEngine config "
                                           "(after the summary).")]
 
@@ -187,8 +187,8 @@ def what_smoke_means(recipe, profile: str) -> str:
         published = " / ".join(f"{e.value:g} {e.metric}" for e in recipe.expected if e.source == first)
         return ("smoke run (learn profile) on generated demo data: these numbers show that the pipeline learns; "
                 "they are not comparable with the published " + (published or "numbers"))
-    way_out = (": `--smoke-profile learn` trains one that does (about a minute on 2 CPU cores)" if recipe.smoke.learn
-               else "")
+    way_out = (": `--smoke-profile learn` trains one that does (about a minute on 2 idle CPU cores)"
+               if recipe.smoke.learn else "")
     return ("smoke run on generated demo data: a tiny model trained for seconds, so numbers near 0 are expected; it "
             f"shows that the pipeline runs, not that it learns{way_out}")
 

@@ -236,7 +236,7 @@ def smoke_overrides(recipe: Recipe, profile: str) -> list[str]:
     proves the chain runs), the recipe's `smoke.learn` for 'learn' (one that scores well above chance)."""
     if profile not in SMOKE_PROFILES:
         raise RecipeError(f"--smoke-profile {profile}: choose fast (the chain runs: a tiny model, numbers near 0) or "
-                          "learn (a model that learns on the demo data: about a minute on 2 CPU cores)")
+                          "learn (a model that learns on the demo data: about a minute on 2 idle CPU cores)")
     if profile == "learn" and not recipe.smoke.learn:
         raise RecipeError(f"--smoke-profile learn: recipe '{recipe.name}' has no learning smoke profile (a "
                           "smoke.learn section, as maskrcnn-swin-t and upernet-swin-t have): use --smoke-profile "
