@@ -1,5 +1,5 @@
 """Smoke runs that learn: each recipe's learning smoke profile (its `smoke.learn` overrides on top of `--smoke`),
-trained and evaluated through `swinctl run --smoke --executor local --wait`, timed end to end.
+trained and evaluated through `swinctl run --smoke-profile learn --executor local --wait`, timed end to end.
 
     nice -n 10 .venv/bin/python benchmarks/smoke.py [--repeat 1] [--recipe upernet-swin-t] [--set KEY=VALUE ...]
 
@@ -23,7 +23,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from swinctl.recipes import load_recipe  # noqa: E402
 from swinctl.runs.ledger import Ledger  # noqa: E402
 
 BIN = Path(sys.executable).parent
@@ -32,26 +31,28 @@ GOALS = {"upernet-swin-t": ("mIoU", 50.0), "maskrcnn-swin-t": ("bbox_mAP", 10.0)
 WALL_GOAL_S = 180.0
 
 
-def smoke_run(recipe: str, root: Path, overrides: list[str]) -> dict:
-    """One `--smoke` run of `recipe` with `overrides` under the runs root `root`: wall time, state, final metrics."""
-    cmd = [str(BIN / "swinctl"), "run", recipe, "--smoke", "--executor", "local", "--wandb", "disabled", "--wait",
-           "--runs-root", str(root)]
+def smoke_run(recipe: str, root: Path, overrides: list[str], profile: str = "fast", env: dict | None = None) -> dict:
+    """One `--smoke` run of `recipe` (smoke profile `profile`) with `overrides` under the runs root `root` (`env`:
+    more environment): wall time, state, final metrics, and what the command printed."""
+    cmd = [str(BIN / "swinctl"), "run", recipe, "--smoke-profile", profile, "--executor", "local", "--wandb",
+           "disabled", "--wait", "--runs-root", str(root)]
     for item in overrides:
         cmd += ["--set", item]
     load_before = os.getloadavg()[0]
     start = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True)
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, **(env or {})})
     wall = time.perf_counter() - start
     if done.returncode:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     record = sorted(Ledger(root).list_runs(), key=lambda r: r.created_at)[-1]
     return {"recipe": recipe, "run_id": record.id, "state": record.state, "wall_s": round(wall, 1),
-            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)], "metrics": record.metrics}
+            "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)], "metrics": record.metrics,
+            "stdout": done.stdout}
 
 
-def learning_run(recipe: str, root: Path, extra: list[str] = ()) -> dict:
+def learning_run(recipe: str, root: Path, extra: list[str] = (), env: dict | None = None) -> dict:
     """One learning smoke run of `recipe` under the runs root `root`: its wall time, final metrics and verdict."""
-    run = smoke_run(recipe, root, load_recipe(recipe).smoke.learn_overrides() + list(extra))
+    run = smoke_run(recipe, root, list(extra), profile="learn", env=env)
     metric, goal = GOALS[recipe]
     value = run["metrics"].get(metric)
     return {**run, "metric": metric, "value": value, "goal": goal,
@@ -82,6 +83,8 @@ def main() -> None:
             print(f"runs kept under {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
+    for run in runs:
+        del run["stdout"]  # what the command printed: not a measurement
     result = {"runs": runs, "extra_overrides": args.extra, "wall_goal_s": WALL_GOAL_S, "cpus": os.cpu_count(),
               "all_ok": all(r["ok"] for r in runs)}
     if not args.extra:  # a tuning experiment does not overwrite the profile's recorded numbers

@@ -318,6 +318,11 @@ CASES = [
     Case("gpus-do-not-fit", [*UPER, "--gpus", "12", "--gpus-per-node", "8"], "set resources.nodes=2"),
     Case("demo-bogus", ["data", "demo", "bogus", "--root", "{w}/demo"],
          "KIND bogus: choose one of coco, ade20k, cityscapes, all"),
+    Case("smoke-profile-bogus", [*UPER, "--smoke-profile", "quick"],
+         "--smoke-profile quick: choose one of fast, learn"),
+    Case("smoke-profile-learn-without-one", ["run", "dino-swin-l-12e-coco", "--smoke-profile", "learn", *DRY],
+         "recipe 'dino-swin-l-12e-coco' has no learning smoke profile"),
+    Case("config-without-dry-run", [*UPER, "--config"], "--config prints the rendered config of a dry run"),
     # ------------------------------------------------------------------ sweep files and sweep options
     sweep_case("sweep-latin1", "not UTF-8 text", (SWEEP + "# \xe9\n").encode("latin-1")),
     sweep_case("sweep-duplicate", "duplicate key 'grid'", SWEEP + "grid:\n  optimizer.lr: [1.0]\n"),

@@ -43,10 +43,13 @@ def test_show_prints_recipe_and_rendered_config(cli):
 
 
 def test_dry_run_prints_config_and_command_and_writes_nothing(cli, runs_root):
-    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--dry-run")
+    result = cli("run", "maskrcnn-swin-t", "--smoke", "--executor", "local", "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     assert "dry run: nothing submitted" in result.output
     assert ".mim/tools/train.py" in result.output and "--launcher none" in result.output
+    # the summary first, the config (only with --config) after it
+    assert result.output.index("--launcher none") < result.output.index("against the published setting") \
+        < result.output.index("swinctl.SwinTransformer")
     assert not runs_root.exists() or not any(p for p in runs_root.iterdir() if p.name != "ledger.sqlite")
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
 
@@ -189,13 +192,14 @@ def test_cli_choices_are_the_ones_the_libraries_check():
     from swinctl.job.spec import _PACKAGES
     from swinctl.models.checkpoints import SHAPES, TARGETS
     from swinctl.report.model import FORMATS
-    from swinctl.runs.lifecycle import WANDB_MODES
+    from swinctl.runs.lifecycle import SMOKE_PROFILES, WANDB_MODES
 
     choices = {(path, param.name): _choices(param) for path, command in _commands().items()
                for param in command.params if _choices(param)}
     expected = {"executor": ["auto", *sorted(BACKENDS)], "wandb": list(WANDB_MODES), "fmt": list(FORMATS),
                 "source": ["local", "wandb"], "codebase": list(_PACKAGES), "task": list(typing.get_args(recipes.Task)),
-                "to": list(TARGETS), "shape": list(SHAPES), "kind": [*KINDS, "all"], "test_after": ["last", "best"]}
+                "to": list(TARGETS), "shape": list(SHAPES), "kind": [*KINDS, "all"], "test_after": ["last", "best"],
+                "smoke_profile": list(SMOKE_PROFILES)}
     for (path, name), listed in choices.items():
         assert listed == expected[name], (path, name)
     assert {name for _, name in choices} == set(expected)

@@ -37,7 +37,7 @@ def _save_tiny_swin(path, **changes):
 
 def test_a_4_gpu_dry_run_names_the_batch_and_scales_the_learning_rate(cli, runs_root, coco):
     result = cli("run", "maskrcnn-swin-t", "--gpus", "4", "--set", f"data.root={coco}", "--executor", "local",
-                 "--dry-run")
+                 "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "total batch 8 (4 GPUs x 2) vs 16 published (8 GPUs x 2): learning rate scaled 1e-4 -> 5e-5 " \
@@ -51,7 +51,7 @@ def test_a_4_gpu_dry_run_names_the_batch_and_scales_the_learning_rate(cli, runs_
 
 def test_no_scale_lr_keeps_the_rate_and_says_what_to_expect(cli, runs_root, coco):
     result = cli("run", "maskrcnn-swin-t", "--gpus", "4", "--set", f"data.root={coco}", "--executor", "local",
-                 "--no-scale-lr", "--dry-run")
+                 "--no-scale-lr", "--dry-run", "--config")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
     assert "total batch 8 (4 GPUs x 2) vs 16 published (8 GPUs x 2): learning rate not scaled (1e-4, " \
@@ -118,12 +118,19 @@ def test_a_resnet_or_a_missing_file_is_refused(cli, runs_root, coco, tmp_path):
     resnet = tmp_path / "resnet50.pth"
     torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1)},
                resnet)
-    for ckpt, words in ((resnet, "not a Swin Transformer checkpoint"), (tmp_path / "gone.pth", "no such file")):
+    for ckpt, words, dry in ((resnet, "not a Swin Transformer checkpoint", ["--dry-run"]),
+                             (tmp_path / "gone.pth", "no such file", [])):
         result = cli("run", "maskrcnn-swin-t", "--set", f"data.root={coco}", *_tiny_recipe_args(ckpt),
-                     "--executor", "local", "--dry-run")
+                     "--executor", "local", *dry)
         assert result.exit_code == 2, result.output
         assert words in " ".join(result.output.split()), result.output
     assert not runs_root.exists() or Ledger(runs_root).list_runs() == []
+    # a file that is not on this machine may be on the cluster's: a dry run says it did not check it
+    result = cli("run", "maskrcnn-swin-t", "--set", f"data.root={coco}", *_tiny_recipe_args(tmp_path / "gone.pth"),
+                 "--executor", "local", "--dry-run")
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "pretrained weights not verified: not on this machine" in out and out.count("not verified") == 1, out
 
 
 def test_a_url_found_in_the_torch_hub_cache_is_checked_without_the_network(cli, runs_root, coco, monkeypatch,
@@ -139,12 +146,17 @@ def test_a_url_found_in_the_torch_hub_cache_is_checked_without_the_network(cli, 
                  "--executor", "local", "--dry-run")
     assert result.exit_code == 0, result.output
     assert f"cached at {cached}" in " ".join(result.output.split())
-    # online, an unreachable URL that is not cached is refused with what to do
+    # online, an unreachable URL that is not cached is refused with what to do; a dry run downloads nothing and
+    # says so
     monkeypatch.setenv("SWINCTL_OFFLINE", "0")
-    result = cli("run", "maskrcnn-swin-t", "--set", f"data.root={coco}",
-                 *_tiny_recipe_args("https://example.invalid/weights/missing.pth"), "--executor", "local",
-                 "--dry-run")
+    args = ("run", "maskrcnn-swin-t", "--set", f"data.root={coco}",
+            *_tiny_recipe_args("https://example.invalid/weights/missing.pth"), "--executor", "local")
+    result = cli(*args)
     assert result.exit_code == 2 and "cannot be downloaded" in result.output, result.output
+    result = cli(*args, "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "pretrained weights not verified: not in the torch hub cache, and a dry run downloads nothing" in \
+        " ".join(result.output.split())
 
 
 def test_smoke_runs_are_marked_and_never_scaled(cli, runs_root):
@@ -157,7 +169,7 @@ def test_doctor_recipe_lists_the_checks(cli, coco):
     result = cli("doctor", "maskrcnn-swin-t", "--gpus", "4", "--set", f"data.root={coco}")
     assert result.exit_code == 0, result.output
     out = " ".join(result.output.split())
-    assert "deviations of maskrcnn-swin-t against the published setting" in out
+    assert "deviations and 1 note of maskrcnn-swin-t against the published setting" in out
     assert "learning rate scaled 1e-4 -> 5e-5 (linear rule)" in out and "reference log" in out
 
 
@@ -183,3 +195,20 @@ def test_split_counts_follow_the_annotation_file_and_indices(tmp_path):
                                             "data_prefix": {"img_path": "images/training"}}}}
     (found,) = datasets.check_splits(cfg, "ade20k", splits=("train",))
     assert found.message.startswith("train split: 3 images vs 20,210 published (ADE20K training): a subset")
+
+
+@pytest.mark.parametrize("width", [80, 200])
+def test_the_heading_counts_every_item_shown_and_one_legend_line_says_what_the_marks_mean(width):
+    from swinctl.guard import show
+
+    found = [{"severity": "warning", "message": "train split: a subset"},
+             {"severity": "scaled", "message": "learning rate scaled"},
+             {"severity": "note", "message": "pretrained weights not verified"}]
+    lines = show.render_text(found, width=width).splitlines()
+    assert lines[0] == "2 deviations and 1 note against the published setting"
+    assert lines[1].split() == "! may change the result ~ changed, compensated - a note, not a change".split()
+    assert [line.split()[0] for line in lines[2:]] == ["!", "~", "-"]
+    lines = show.render_text(found[2:], width=width).splitlines()
+    assert lines[0] == "no deviations and 1 note against the published setting"
+    assert lines[1].split() == ["-", "a", "note,", "not", "a", "change"]  # only the marks shown
+    assert show.render_text([], width=width).splitlines() == ["no deviations against the published setting"]

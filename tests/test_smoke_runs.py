@@ -93,6 +93,8 @@ def test_upernet_smoke_trains_and_evaluates_miou(tmp_path):
     assert record.state == "COMPLETED"
     assert 0.0 <= record.metrics["mIoU"] <= 100.0 and "aAcc" in record.metrics
     assert list((record.run_dir / "wandb").glob("offline-run-*"))
+    # the last line says what the numbers mean, and how to get a run that learns
+    assert "numbers near 0 are expected" in result.output and "--smoke-profile learn" in result.output
 
 
 def test_a_failing_run_is_recorded_as_failed_with_its_error(tmp_path):

@@ -75,7 +75,8 @@ def test_a_narrower_swin_rewires_every_head_that_reads_its_stages():
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_recipe_renders_a_smoke_run(name, tmp_path):
-    result = _invoke(tmp_path, "run", name, "--smoke", "--dry-run", "--executor", "local", "--wandb", "disabled")
+    result = _invoke(tmp_path, "run", name, "--smoke", "--dry-run", "--config", "--executor", "local",
+                     "--wandb", "disabled")
     assert result.exit_code == 0, result.output
     assert "swinctl.SwinTransformer" in result.output and "train.py" in result.output
     assert not list(tmp_path.glob("*/job_state.json"))  # a dry run submits nothing

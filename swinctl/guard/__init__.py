@@ -26,11 +26,12 @@ DEVIATIONS_FILE = "deviations.json"
 
 def check(ref: str | Path | None, recipe, cfg, resources, *, smoke: bool, kind: str = "train",
           scale_lr: bool = True, config_overrides: list[tuple[str, Any]] = (),
-          published: Published | None = None) -> list[dict]:
+          published: Published | None = None, fetch: bool = True) -> list[dict]:
     """Compare a rendered run with its published setting, apply the linear LR scaling rule to `cfg` (in place), check
     the pretrained weights and count the dataset. `resources`: the job's (world_size, gpus). Returns the deviations
     as dicts; raises a UserError (nothing is written yet) when the pretrained weights cannot be found or do not fit
-    the backbone. A test run is checked for its evaluation split only (its weights are the --checkpoint)."""
+    the backbone. A test run is checked for its evaluation split only (its weights are the --checkpoint).
+    `fetch=False` (a dry run) downloads no weights: what it cannot check here is a 'not verified' note."""
     from swinctl.guard import datasets, deviations, pretrained
 
     if smoke:
@@ -44,7 +45,7 @@ def check(ref: str | Path | None, recipe, cfg, resources, *, smoke: bool, kind: 
                                      config_overrides=[*recipe.config.items(), *config_overrides])
     found += deviations.setting(published, recipe, list(config_overrides))
     found += datasets.check_splits(cfg, recipe.data.dataset)
-    found += pretrained.check_backbone(cfg)
+    found += pretrained.check_backbone(cfg, fetch=fetch)
     return [d.to_dict() for d in found]
 
 

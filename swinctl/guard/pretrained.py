@@ -96,10 +96,13 @@ def download(url: str, dest: Path, timeout: float = DOWNLOAD_TIMEOUT_S, *, what:
     return dest
 
 
-def resolve(ref: str) -> tuple[Path | None, str]:
-    """(the local file of `ref`, where it came from), or (None, why) when offline and not cached."""
+def resolve(ref: str, fetch: bool = True) -> tuple[Path | None, str]:
+    """(the local file of `ref`, where it came from), or (None, why) when offline (or, with `fetch=False`, a dry
+    run) and not cached; a dry run also accepts a local file that is not on this machine."""
     if not _URL.match(ref):
         path = Path(ref).expanduser()
+        if not fetch and not path.exists():
+            return None, "not on this machine; a real run needs the file there"
         if not path.is_file():
             raise PretrainedError(f"pretrained weights {ref}: no such file")
         return path, "local file"
@@ -107,7 +110,10 @@ def resolve(ref: str) -> tuple[Path | None, str]:
     if cached.is_file():
         return cached, f"cached at {cached}"
     if offline():
-        return None, "SWINCTL_OFFLINE is set and the file is not in the torch hub cache"
+        return None, "SWINCTL_OFFLINE is set and the file is not in the torch hub cache; the job downloads them"
+    if not fetch:
+        return None, ("not in the torch hub cache, and a dry run downloads nothing; a real run downloads them once "
+                      "and checks them before submitting")
     return download(ref, cached), f"downloaded to {cached}"
 
 
@@ -202,16 +208,16 @@ def pretrained_ref(backbone: dict) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def check_backbone(cfg, published: Any = None) -> list[Deviation]:
-    """The pretrained weights of the rendered config's backbone: verified (a note), not verified offline (a note),
-    or a PretrainedError. No pretrained weights: nothing to check (the setting comparison names it)."""
+def check_backbone(cfg, published: Any = None, fetch: bool = True) -> list[Deviation]:
+    """The pretrained weights of the rendered config's backbone: verified (a note), not verified offline or by a
+    dry run (`fetch=False`: a note), or a PretrainedError. No pretrained weights: nothing to check (the setting
+    comparison names it)."""
     backbone = backbone_of(cfg)
     ref = pretrained_ref(backbone)
     if not ref:
         return []
-    path, origin = resolve(ref)
+    path, origin = resolve(ref, fetch=fetch)
     if path is None:
-        return [Deviation("pretrained", f"pretrained weights {ref} not verified ({origin}): the job downloads them",
-                          NOTE, None, ref)]
+        return [Deviation("pretrained", f"pretrained weights not verified: {origin}: {ref}", NOTE, None, ref)]
     summary = load_check(path, backbone)
     return [Deviation("pretrained", f"pretrained weights verified: {summary} ({origin})", NOTE, None, ref)]

@@ -133,13 +133,41 @@ def resources_of(recipe: Recipe) -> Resources:
     )
 
 
-def check_data(recipe: Recipe, smoke: bool = False) -> None:
+def missing_data(recipe: Recipe) -> str | None:
+    """'COCO not found at /data/coco (expected annotations/...)' when the data root is not on this machine."""
     marker, name = DATA_CHECKS[recipe.data.dataset]
-    root = Path(recipe.data.root).expanduser()
-    if not (root / marker).exists():
+    if (Path(recipe.data.root).expanduser() / marker).exists():
+        return None
+    return f"{name} not found at {recipe.data.root} (expected {marker})"
+
+
+def check_data(recipe: Recipe, smoke: bool = False) -> None:
+    missing = missing_data(recipe)
+    if missing:
         fix = ("drop --set data.root to use the generated demo set, or point it at the dataset" if smoke else
                "pass --set data.root=... or use --smoke")
-        raise RecipeError(f"{name} not found at {recipe.data.root} (expected {marker}): {fix}")
+        raise RecipeError(f"{missing}: {fix}")
+
+
+def _not_here(recipe: Recipe, cfg, checkpoint_refs_: list[tuple[str, str, str]]) -> tuple[list, list[dict]]:
+    """A dry run's view of what lives elsewhere (a data root or checkpoint on the cluster's file system): the
+    local checkpoint refs that are on this machine (checked as usual), and a 'not verified' note for the rest."""
+    from swinctl.guard.deviations import NOTE, Deviation
+
+    notes = []
+    if missing_data(recipe):
+        marker, name = DATA_CHECKS[recipe.data.dataset]
+        notes.append(Deviation("dataset", f"data not verified: {recipe.data.root} is not on this machine (no "
+                                          f"{marker}); a real run needs {name} there", NOTE,
+                               None, recipe.data.root).to_dict())
+    here = []
+    for what, path, role in checkpoint_refs_:
+        if Path(path).expanduser().exists():
+            here.append((what, path, role))
+        else:
+            notes.append(Deviation("checkpoint", f"{what} not verified: {path} is not on this machine; a real run "
+                                                 "needs it there", NOTE, None, path).to_dict())
+    return here, notes
 
 
 def new_run_id(recipe: Recipe, smoke: bool) -> str:
@@ -200,9 +228,29 @@ class PreparedRun:
         return self.spec.command()
 
 
-def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool) -> tuple[Recipe, list]:
-    """The recipe with smoke settings and `--set` recipe overrides applied, plus the config overrides left over."""
+SMOKE_PROFILES = ("fast", "learn")
+
+
+def smoke_overrides(recipe: Recipe, profile: str) -> list[str]:
+    """The `--set` items a smoke profile adds to the recipe's smoke section: none for 'fast' (a tiny model that
+    proves the chain runs), the recipe's `smoke.learn` for 'learn' (one that scores well above chance)."""
+    if profile not in SMOKE_PROFILES:
+        raise RecipeError(f"--smoke-profile {profile}: choose fast (the chain runs: a tiny model, numbers near 0) or "
+                          "learn (a model that learns on the demo data: about a minute on 2 idle CPU cores)")
+    if profile == "learn" and not recipe.smoke.learn:
+        raise RecipeError(f"--smoke-profile learn: recipe '{recipe.name}' has no learning smoke profile (a "
+                          "smoke.learn section, as maskrcnn-swin-t and upernet-swin-t have): use --smoke-profile "
+                          "fast")
+    return recipe.smoke.learn_overrides() if profile == "learn" else []
+
+
+def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool, *, check_root: bool = True,
+                   smoke_profile: str = "fast") -> tuple[Recipe, list]:
+    """The recipe with smoke settings (and `smoke_profile`'s) and `--set` recipe overrides applied, plus the config
+    overrides left over. `check_root=False` (a dry run) accepts a `--set data.root` that is not on this machine."""
     recipe = recipes.load_recipe(ref)
+    if smoke:  # the profile's items first: the user's --set win
+        overrides = smoke_overrides(recipe, smoke_profile) + list(overrides)
     on_recipe, on_config = recipes.split_overrides(recipe, list(overrides))
     if smoke:
         from swinctl.data import demo
@@ -214,7 +262,7 @@ def resolve_recipe(ref: str | Path, overrides: list[str], smoke: bool) -> tuple[
         recipe = recipes.apply_recipe_overrides(recipe, [("data.root", str(root))])
     if on_recipe:
         recipe = recipes.apply_recipe_overrides(recipe, on_recipe)
-        if smoke and recipe.data.root != str(root):  # --set data.root replaced the demo set: check it as without
+        if smoke and check_root and recipe.data.root != str(root):  # --set data.root replaced the demo set: as without
             check_data(recipe, smoke=True)          # --smoke, before anything is written
     return recipe, on_config
 
@@ -236,11 +284,13 @@ def prepare(
     published: bool = False,
     tta: bool = False,
     fetch: bool = True,
+    smoke_profile: str = "fast",
 ) -> PreparedRun:
     """Render and check a run. A test evaluates `checkpoint`, or with `published` the recipe's published_weights
     (downloaded once into the torch hub cache), or `after` a training run the checkpoint that run leaves; with `tta`
-    the config's test-time augmentation. `fetch=False` (a dry run) downloads and converts nothing: the job's
-    checkpoint is where the weights will be."""
+    the config's test-time augmentation. `fetch=False` (a dry run) downloads and converts nothing (the job's
+    checkpoint is where the weights will be) and works on any machine: a data root, checkpoint or pretrained file
+    that is not here, or not downloaded, is a 'not verified' note among the deviations instead of an error."""
     from swinctl import guard, render
 
     check_wandb_mode(wandb)
@@ -250,12 +300,13 @@ def prepare(
                           "--checkpoint and --published exclude each other: test one set of weights per run")
     if kind != "test" and (published or tta):
         raise RecipeError("--published and --tta are options of `swinctl test`")
-    recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke)
+    recipe, config_overrides = resolve_recipe(ref, list(overrides), smoke, check_root=fetch,
+                                              smoke_profile=smoke_profile)
     if published and recipe.published_weights is None:
         raise RecipeError(f"--published: recipe '{recipe.name}' names no published_weights (its released "
                           "checkpoint's URL, the metafile's Weights): pass --set published_weights=URL, or test a "
                           "file with --checkpoint PATH")
-    if not smoke:
+    if not smoke and fetch:
         check_data(recipe)
     resources = resources_of(recipe)
     chosen = resolve_backend(executor)
@@ -275,10 +326,18 @@ def prepare(
         checkpoint = weights.path
     elif source is not None:
         checkpoint = planned_path(source)
-    check_checkpoints(checkpoint_refs(cfg, checkpoint if weights or not published else None))
+    refs = checkpoint_refs(cfg, checkpoint if weights or not published else None)
+    not_here: list[dict] = []
+    if not fetch:
+        refs, not_here = _not_here(recipe, cfg, refs)
+    check_checkpoints(refs)
     # the run vs its published setting; renders MMEngine's linear LR scaling rule into cfg (swinctl/guard)
     deviations = guard.check(ref, recipe, cfg, resources, smoke=smoke, kind=kind, scale_lr=scale_lr,
-                             config_overrides=config_overrides)
+                             config_overrides=config_overrides, fetch=fetch)
+    if any(d["kind"] == "dataset" for d in not_here):  # its splits cannot be counted either: said once
+        deviations = [d for d in deviations if not (d["kind"] == "dataset" and d["severity"] == "note")]
+    guarded = {d["actual"] for d in deviations if d["kind"] == "pretrained"}  # the guard named these already
+    deviations += [d for d in not_here if d["kind"] != "checkpoint" or d["actual"] not in guarded]
     spec = job_spec(recipe, run_id, base, resources, chosen, kind=kind, checkpoint=checkpoint, tta=tta,
                     cfg_options=cfg_options, after=after)
     return PreparedRun(recipe=recipe, run_id=run_id, smoke=smoke, overrides=tuple(overrides),
