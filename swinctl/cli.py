@@ -430,7 +430,8 @@ def status(
     run_: Annotated[list[str] | None, typer.Argument(
         metavar="[RUN|SWEEP|RECIPE]...", help="Run ids (full, short or a prefix), sweep or recipe names.",
         show_default="active and recent runs")] = None,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger (of a sweep: every point, not a "
+                                       "summary and the first and last).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (full run ids).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until every shown run has ended.")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
@@ -448,7 +449,7 @@ def status(
         submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
         selectors = list(run_ or [])
         if len(selectors) == 1 and ledger.get_sweep(selectors[0]) is not None:
-            _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
+            _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide, every=all_)
             return
 
         def snapshot():
@@ -478,7 +479,7 @@ def _unreachable_scheduler() -> None:
         raise typer.Exit(1)
 
 
-def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
+def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False, every: bool = False) -> None:
     from swinctl import status as st
     from swinctl import sweep as sw
 
@@ -489,7 +490,7 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
 
     def table(rows):
         shorts = None if wide else st.short_ids(r.id for r in ledger.list_runs())
-        return sw.sweep_table(rows, title=name, short_ids=shorts)
+        return sw.sweep_table(rows, title=name, short_ids=shorts, every=every)
 
     if not watch:
         console.print(table(sw.sweep_rows(ledger, name)), crop=False)

@@ -52,6 +52,8 @@ def sweep(
                                                       show_default="$SWINCTL_RUNS or ./runs")] = None,
     wandb: Annotated[str, typer.Option("--wandb", help="W&B mode: auto (online if logged in), online, offline, "
                                        "disabled.")] = "auto",
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every point in the tables.",
+                                       show_default="a summary and the first and last points")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a sweep of more than 2,000 points.")] = False,
     no_scale_lr: Annotated[bool, typer.Option("--no-scale-lr", help="Keep the recipe's learning rate when the total "
                                               "batch differs from the published one (default: the linear rule).")]
@@ -74,7 +76,7 @@ def sweep(
             fail("--retry-failed and --force: --force already reruns every point; give one")
         if dry_run:
             _dry_run(sw, space, executor=executor, wandb=wandb, root=runs_root, retry_failed=retry_failed,
-                     force=force, split_arrays=split_arrays, scale_lr=not no_scale_lr)
+                     force=force, split_arrays=split_arrays, scale_lr=not no_scale_lr, every=all_)
             return
         plan, submissions, notes = sw.run_sweep(space, executor=executor, wandb=wandb, root=runs_root,
                                                 retry_failed=retry_failed, force=force, split_arrays=split_arrays,
@@ -82,7 +84,7 @@ def sweep(
         _print_deviations(plan)
         for note in notes:
             console.print(f"[yellow]reconciled[/] {note}")
-        console.print(sw.plan_table(plan))
+        console.print(sw.plan_table(plan, every=all_))
         if not submissions:
             console.print(f"[green]nothing to submit[/]: every point of sweep {plan.name} already ran or is running"
                           + ("" if retry_failed or force else " (--retry-failed reruns failed points, --force all)"))
@@ -92,10 +94,10 @@ def sweep(
                           f"[dim]logs: {sw.sweep_dir(plan.root, plan.name) / 'submitit'}[/]")
         console.print(f"[dim]follow with: swinctl status {plan.name} --watch[/]")
         if wait:
-            _follow(sw, plan)
+            _follow(sw, plan, every=all_)
 
 
-def _dry_run(sw, space, **kwargs) -> None:
+def _dry_run(sw, space, every: bool = False, **kwargs) -> None:
     from swinctl.cli import console
     from swinctl.runs.ledger import LEDGER_FILE, Ledger
     from swinctl.runs.lifecycle import runs_root
@@ -104,7 +106,7 @@ def _dry_run(sw, space, **kwargs) -> None:
     ledger = Ledger(root) if (root / LEDGER_FILE).is_file() else None  # a dry run creates nothing
     plan = sw.plan(space, root=root, ledger=ledger, **kwargs)
     console.rule(f"[bold]sweep {plan.name}[/] (dry run: nothing submitted)")
-    console.print(sw.plan_table(plan))
+    console.print(sw.plan_table(plan, every=every))
     for group in plan.groups():
         parallel = plan.parallelism(len(group))
         console.rule(f"{plan.executor}: {len(group)} point(s), at most {parallel} at a time")
@@ -135,7 +137,7 @@ def _print_deviations(plan) -> None:
         console.print(show.deviations(found_of[key], title=f"of {which} against the published setting"))
 
 
-def _follow(sw, plan) -> None:
+def _follow(sw, plan, every: bool = False) -> None:
     from swinctl.cli import console, watch_until_done
     from swinctl.runs.ledger import Ledger
 
@@ -150,7 +152,8 @@ def _follow(sw, plan) -> None:
         from swinctl import status
 
         return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=status.short_ids(r.id for r in
-                                                                                                ledger.list_runs()))
+                                                                                                ledger.list_runs()),
+                              every=every)
 
     watch_until_done(snapshot, table, sw.active,
                      what=f"sweep {plan.name}", selector=plan.name)

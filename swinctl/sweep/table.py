@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from swinctl.sweep.plan import Plan
+
+EDGE_ROWS = 5  # a long table shows its first and last rows under a summary; `--all` shows every row
+
+
+def _edges(items: list, every: bool) -> tuple[list, list]:
+    """(the first rows, the last rows) a table shows: every row (none last), or the first and last EDGE_ROWS."""
+    if every or len(items) <= 2 * EDGE_ROWS + 1:
+        return items, []
+    return items[:EDGE_ROWS], items[-EDGE_ROWS:]
+
+
+def _counted(counts: Counter) -> str:
+    return ", ".join(f"{what} {n:,}" for what, n in counts.most_common())
 
 
 @dataclass(frozen=True)
@@ -55,9 +69,10 @@ def default_metric(rows: list[SweepRow]) -> str | None:
 
 
 def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | None = None,
-                short_ids: dict[str, str] | None = None):
+                short_ids: dict[str, str] | None = None, every: bool = True):
     """point | overrides | run | state | progress | METRIC (best marked) | note, fitted to the terminal's width
-    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`status.short_ids`); full ids without."""
+    (:class:`swinctl.views.FitTable`). `short_ids`: the ids to show (`status.short_ids`); full ids without.
+    `every=False`: a summary (states, the best point) and the first and last rows of a long sweep."""
     from rich.text import Text
 
     from swinctl import views
@@ -66,11 +81,23 @@ def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | No
     metric = metric or default_metric(rows)
     values = {r.point: r.row.metrics.get(metric) for r in rows if r.row is not None and metric}
     best = max((v for v in values.values() if v is not None), default=None)
+    first, last = _edges(rows, every)
+    summary = None
+    if last:
+        states = Counter("NOT CREATED" if r.row is None else r.row.record.state for r in rows)
+        best_point = next((p for p, v in values.items() if v is not None and v == best), None)
+        summary = (f"{len(rows):,} points: {_counted(states)}"
+                   + (f"; best {metric} {best:.2f} at point {best_point}" if best_point is not None else "")
+                   + f"; {len(rows) - len(first) - len(last):,} rows not shown (--all shows every row)")
     table = views.FitTable(Col("#", justify="right"), Col("overrides", wrap=True, fold=True), Col("run"),
                            Col("state"), Col("progress", wrap=True), Col(metric or "metric", wrap=True),
                            Col("note", wrap=True, fold=True, drop_empty=True),
-                           title=title or f"sweep ({time.strftime('%H:%M:%S')})", wide=short_ids is None)
-    for r in rows:
+                           title=title or f"sweep ({time.strftime('%H:%M:%S')})", caption=summary,
+                           wide=short_ids is None)
+    for r in first + ([None] if last else []) + last:
+        if r is None:
+            table.add_row("...", "", "", "", "", "", "")
+            continue
         overrides = "\n".join(r.overrides)
         if r.row is None:
             table.add_row(str(r.point), overrides, "-", Text("NOT CREATED", style="red"), "-", "-",
@@ -94,15 +121,26 @@ def sweep_table(rows: list[SweepRow], metric: str | None = None, title: str | No
     return table
 
 
-def plan_table(plan_: Plan):
+def plan_table(plan_: Plan, every: bool = True):
+    """The points of a plan with their signatures and what will be done with each; `every=False`: the first and
+    last rows of a long plan, under a count of what is done with the rest."""
     from rich.table import Table
     from rich.text import Text
 
+    first, last = _edges(plan_.points, every)
+    caption = None
+    if last:
+        notes = Counter(p.note.split(" ")[0].rstrip(":") for p in plan_.points)  # new, done, shared, failed, ...
+        caption = (f"{_counted(notes)}; {len(plan_.points) - len(first) - len(last):,} rows not shown "
+                   "(--all shows every row)")
     table = Table(title=f"sweep {plan_.name}: {len(plan_.points)} points, {len(plan_.to_submit)} to submit "
-                  f"({plan_.executor})", title_justify="left")
+                  f"({plan_.executor})", title_justify="left", caption=caption, caption_justify="left")
     for column in ("#", "overrides", "signature", "action", "already ran?"):
         table.add_column(column, overflow="fold")
-    for p in plan_.points:
+    for p in first + ([None] if last else []) + last:
+        if p is None:
+            table.add_row("...", "", "", "", "")
+            continue
         action = Text(p.action, style="green" if p.action == "submit" else "dim")
         table.add_row(str(p.index), "\n".join(p.overrides), p.signature, action, p.note)
     return table
