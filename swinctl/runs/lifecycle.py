@@ -257,15 +257,40 @@ def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
 
 @dataclass
 class _Variant:
-    """A recipe variant rendered and checked: what every point of it shares."""
+    """A recipe variant rendered and checked: what every point of it shares. A variant composed from the
+    symbolic render (`values`) makes its own Config only when one is needed."""
 
     recipe: Recipe
-    cfg: Any  # the rendered mmengine Config (the guard's LR rule in it)
     resources: Resources
-    cfg_options: tuple[str, ...]  # a test's --cfg-options (test-time augmentation)
-    checkpoint: Path | None  # a test's weights file
-    weights: TestWeights | None
     deviations: list[dict]
+    cfg_options: tuple[str, ...] = ()  # a test's --cfg-options (test-time augmentation)
+    checkpoint: Path | None = None  # a test's weights file
+    weights: TestWeights | None = None
+    rendered: Any = None  # the mmengine Config (the guard's LR rule in it)
+    symbolic: Any = None  # swinctl.runs.symbolic.Symbolic, with `values` its swept fields' values here
+    values: dict[str, Any] | None = None
+
+    @property
+    def cfg(self):
+        if self.rendered is None:
+            self.rendered = self.symbolic.config(self.values)
+        return self.rendered
+
+
+@dataclass
+class _Checked:
+    """A point rendered and checked: its config as leaves (dotted key -> value), its signature, and its Config
+    when one is needed."""
+
+    variant: _Variant
+    deviations: list[dict]
+    spec: JobSpec
+    leaves: dict[str, Any]
+    signature: str
+    cfg: Any = None
+
+    def config(self):
+        return self.variant.cfg if self.cfg is None else self.cfg
 
 
 class Preparer:
@@ -273,10 +298,12 @@ class Preparer:
     through here, so a run is a sweep of one point from preparation on.
 
     The recipe is resolved and checked once, each recipe variant (a distinct tuple of recipe-field values) is
-    rendered once, and with several points every point's config text is one formatted template -- the first
-    point's config with a placeholder at each key where any point differs -- with that point's values put in as
-    literals (a full render and format costs about 0.6 s; a 1,000-point sweep would take ten minutes). Signatures
-    come from each point's own config, so they are exactly what `run --set ...` computes. Nothing is written.
+    rendered once -- and where the swept fields are numbers that render only carries into the config, all of them
+    in one symbolic render (:mod:`swinctl.runs.symbolic`) --, and with several points every point's config text
+    is one formatted template -- the first point's config with a placeholder at each key where any point differs --
+    with that point's values put in as literals (a full render and format costs about 0.6 s; a 1,000-point sweep
+    would take ten minutes). Signatures hash each point's own config, so they are exactly what `run --set ...`
+    computes. Nothing is written.
     """
 
     def __init__(self, ref: str | Path, *, overrides: Sequence[str] = (), smoke: bool = False, executor: str = "auto",
@@ -306,6 +333,7 @@ class Preparer:
         self.published = published
         self.group, self.sweep, self.scale_lr = sweep or self.base.name, sweep, scale_lr
         self.variants: dict[tuple[str, ...], _Variant] = {}
+        self.symbolic: Any = None  # the symbolic render of the swept recipe fields; False: it does not apply
         self._split: dict[str, list] = {}  # a recipe-field text -> its parsed override (texts repeat across points)
         self._checked: set = set()  # checkpoint files already read
         self._setting = None  # the published setting the guard compares with (read once, when first needed)
@@ -316,8 +344,9 @@ class Preparer:
         return render.RunContext(run_id=run_id, run_dir=self.root / run_id, group=self.group, wandb=self.wandb,
                                  tags=(("smoke",) if self.smoke else ()) + tuple(tags))  # type: ignore[arg-type]
 
-    def variant(self, recipe_texts: tuple[str, ...], ctx) -> _Variant:
-        """The base recipe with these recipe-field overrides, rendered in `ctx` and checked, once."""
+    def variant(self, recipe_texts: tuple[str, ...], ctx, compose: bool = False) -> _Variant:
+        """The base recipe with these recipe-field overrides, rendered in `ctx` (or composed from the symbolic
+        render) and checked, once."""
         if recipe_texts not in self.variants:
             from swinctl import render
 
@@ -328,6 +357,10 @@ class Preparer:
                         self._split[text] = recipes.split_overrides(self.base, [text])[0]
                 recipe = recipes.apply_recipe_overrides(self.base, [i for t in recipe_texts for i in self._split[t]])
             resources = resources_of(recipe)
+            composed = self._composed(recipe, recipe_texts, resources, ctx) if compose else None
+            if composed is not None:
+                self.variants[recipe_texts] = composed
+                return composed
             cfg = render.render(recipe, ctx, self.config_items)
             cfg_options = tta_options(recipe, cfg) if self.tta else ()
             checkpoint, weights = self.checkpoint, None
@@ -343,9 +376,36 @@ class Preparer:
                 checkpoint = planned_path(source)
             self._check_checkpoints(cfg, checkpoint if weights or not self.published else None)
             deviations = self._guard(recipe, cfg, resources, ())
-            self.variants[recipe_texts] = _Variant(recipe, cfg, resources, cfg_options, checkpoint, weights,
-                                                   deviations)
+            self.variants[recipe_texts] = _Variant(recipe, resources, deviations, cfg_options, checkpoint, weights,
+                                                   rendered=cfg)
         return self.variants[recipe_texts]
+
+    def _composed(self, recipe: Recipe, recipe_texts: tuple[str, ...], resources: Resources, ctx) -> _Variant | None:
+        """The variant from the symbolic render of the swept recipe fields (made from the first variant), or None
+        where that render does not apply (a value used, not only carried) or this variant differs otherwise."""
+        from swinctl import render
+        from swinctl.runs import symbolic
+
+        if self.symbolic is None:
+            keys = tuple(key for text in recipe_texts for key, _ in self._split[text])
+            options = dict(render=lambda r: render.render(r, ctx, self.config_items),
+                           payload=lambda flat: render.signature_payload(flat, resources.world_size), leaves=_leaves)
+            # with the guard on the symbols where it only carries them too (smoke runs), else guarding each variant
+            for guard in (lambda r, cfg: self._guard(r, cfg, resources, ()), None):
+                try:
+                    self.symbolic = symbolic.build(recipe, keys, guard=guard, **options)
+                    break
+                except symbolic.Escaped:
+                    self.symbolic = False
+            if self.symbolic:
+                self._check_checkpoints(self.symbolic.cfg)  # (numbers only vary: the same files for every variant)
+        values = self.symbolic.values(recipe) if self.symbolic else None
+        if values is None:
+            return None
+        if self.symbolic.deviations is None:  # the render saved; the variant's own Config for its guard
+            cfg = self.symbolic.config(values)
+            return _Variant(recipe, resources, self._guard(recipe, cfg, resources, ()), rendered=cfg)
+        return _Variant(recipe, resources, self.symbolic.deviations, symbolic=self.symbolic, values=values)
 
     def _check_checkpoints(self, cfg, checkpoint: Path | None = None) -> None:
         refs = checkpoint_refs(cfg, checkpoint)
@@ -362,30 +422,32 @@ class Preparer:
                            scale_lr=self.scale_lr, config_overrides=[*self.config_items, *config_values],
                            published=self._setting)
 
-    def _checked_point(self, point: Point, ctx):
-        """A point's variant, config (its own where it sets config keys) as a Config and a dict, deviations and
-        job spec."""
+    def _checked_point(self, point: Point, ctx, compose: bool = False) -> _Checked:
+        """A point's variant, config (its own where it sets config keys), deviations and job spec."""
         from swinctl import render
 
-        variant = self.variant(point.recipe_texts, ctx)
+        variant = self.variant(point.recipe_texts, ctx, compose)
+        spec = job_spec(variant.recipe, point.run_id, self.root, variant.resources, self.backend, kind=self.kind,
+                        checkpoint=variant.checkpoint, tta=self.tta, cfg_options=variant.cfg_options,
+                        after=self.after)
+        if variant.values is not None and not point.config_values:  # composed: no Config of its own
+            return _Checked(variant, variant.deviations, spec, variant.symbolic.leaves(variant.values),
+                            variant.symbolic.signature(variant.values, render.digest))
         cfg, deviations = variant.cfg, variant.deviations
         if point.config_values:
             cfg = copy.deepcopy(cfg)
             render.apply_config_overrides(cfg, list(point.config_values))
             self._check_checkpoints(cfg)
             deviations = self._guard(variant.recipe, cfg, variant.resources, point.config_values)
-        spec = job_spec(variant.recipe, point.run_id, self.root, variant.resources, self.backend, kind=self.kind,
-                        checkpoint=variant.checkpoint, tta=self.tta, cfg_options=variant.cfg_options,
-                        after=self.after)
-        return variant, cfg, cfg.to_dict(), deviations, spec
+        flat = cfg.to_dict()
+        return _Checked(variant, deviations, spec, _leaves(flat), render.signature(flat, variant.resources.world_size),
+                        cfg)
 
-    def _prepared(self, point: Point, variant: _Variant, flat: dict, text: str, spec, deviations) -> PreparedRun:
-        from swinctl import render
-
-        return PreparedRun(recipe=variant.recipe, run_id=point.run_id, smoke=self.smoke,
-                           overrides=(*self.sets, *point.overrides), config_text=text,
-                           signature=render.signature(flat, variant.resources.world_size), spec=spec,
-                           sweep=self.sweep, deviations=deviations, weights=variant.weights,
+    def _prepared(self, point: Point, checked: _Checked, text: str) -> PreparedRun:
+        return PreparedRun(recipe=checked.variant.recipe, run_id=point.run_id, smoke=self.smoke,
+                           overrides=(*self.sets, *point.overrides), config_text=text, signature=checked.signature,
+                           spec=checked.spec, sweep=self.sweep, deviations=checked.deviations,
+                           weights=checked.variant.weights,
                            follows=self.after.run_dir.name if self.after is not None else None)
 
     def prepare(self, points: Sequence[Point]) -> list[PreparedRun]:
@@ -393,31 +455,32 @@ class Preparer:
 
         if len(points) == 1:  # rendered in the run's own context and formatted whole
             point = points[0]
-            variant, cfg, flat, deviations, spec = self._checked_point(point, self._context(point.run_id, point.tags))
-            return [self._prepared(point, variant, flat, render.to_text(cfg), spec, deviations)]
+            checked = self._checked_point(point, self._context(point.run_id, point.tags))
+            return [self._prepared(point, checked, render.to_text(checked.config()))]
         template_ctx = self._context(_TEMPLATE_ID, (_TAGS_MARK,))
-        checked = [self._checked_point(point, template_ctx) for point in points]
-        leaves = [_leaves(flat) for _, _, flat, _, _ in checked]
-        first = leaves[0]
-        marks = sorted({k for flat in leaves[1:] if flat.keys() == first.keys() for k in flat if flat[k] != first[k]})
-        template = copy.deepcopy(checked[0][1])
+        compose = self.kind == "train"
+        checked = [self._checked_point(point, template_ctx, compose) for point in points]
+        first = checked[0].leaves
+        marks = sorted({k for c in checked[1:] if c.leaves.keys() == first.keys()
+                        for k, v in c.leaves.items() if v != first[k]})
+        template = copy.deepcopy(checked[0].config())
         template.merge_from_dict({k: _placeholder(i) for i, k in enumerate(marks)}, allow_list_keys=True)
         text = render.to_text(template)
         tags_in_recipe = {*self.base.tracking.tags, "smoke"}
         prepared = []
-        for point, (variant, cfg, flat, deviations, spec), leaf in zip(points, checked, leaves, strict=True):
-            if leaf.keys() == first.keys():  # same structure: the template holds it
+        for point, one in zip(points, checked, strict=True):
+            if one.leaves.keys() == first.keys():  # same structure: the template holds it
                 point_text = text
                 for i, key in enumerate(marks):
-                    point_text = point_text.replace(repr(_placeholder(i)), repr(leaf[key]))
+                    point_text = point_text.replace(repr(_placeholder(i)), repr(one.leaves[key]))
             else:  # a point that adds or drops keys: format its own config
-                point_text = render.to_text(cfg)
+                point_text = render.to_text(one.config())
             # the template's run name, folder and tags made this point's
             point_text = point_text.replace(repr(_TEMPLATE_ID), repr(point.run_id)).replace(
-                repr(str(self.root / _TEMPLATE_ID)), repr(str(spec.run_dir)))
+                repr(str(self.root / _TEMPLATE_ID)), repr(str(one.spec.run_dir)))
             point_text = point_text.replace(repr(_TAGS_MARK), ", ".join(repr(t) for t in point.tags
                                                                         if t not in tags_in_recipe))
-            prepared.append(self._prepared(point, variant, flat, point_text, spec, deviations))
+            prepared.append(self._prepared(point, one, point_text))
         return prepared
 
 
