@@ -8,6 +8,7 @@ grammars (never `eval`).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -36,6 +37,17 @@ class SweepError(RecipeError):
 
 def format_value(value: Any) -> str:
     """A value as `--set` reads it back (floats keep a dot or exponent YAML recognises: 1.0e-05)."""
+    if type(value) in (int, float, str, bool, type(None)):  # (a sweep formats each value thousands of times)
+        return _format_scalar(type(value), repr(value), value)
+    return _format(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _format_scalar(kind: type, text: str, value: Any) -> str:  # keyed by type and repr: 1, 1.0, True, -0.0 differ
+    return _format(value)
+
+
+def _format(value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
     return text.removesuffix("\n...\n").strip()
 
