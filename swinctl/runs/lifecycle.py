@@ -398,10 +398,13 @@ class Preparer:
                 except symbolic.Escaped:
                     self.symbolic = False
             if self.symbolic:
+                self.symbolic.resources = resources
                 self._check_checkpoints(self.symbolic.cfg)  # (numbers only vary: the same files for every variant)
         values = self.symbolic.values(recipe) if self.symbolic else None
         if values is None:
             return None
+        if resources == self.symbolic.resources:
+            resources = self.symbolic.resources  # one object for all (the sweep groups points by resources)
         if self.symbolic.deviations is None:  # the render saved; the variant's own Config for its guard
             cfg = self.symbolic.config(values)
             return _Variant(recipe, resources, self._guard(recipe, cfg, resources, ()), rendered=cfg)

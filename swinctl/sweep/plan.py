@@ -65,10 +65,7 @@ class Plan:
 
     def groups(self) -> list[list[PointPlan]]:
         """Points to submit, grouped by the resources they ask for (one job array each)."""
-        groups: dict[str, list[PointPlan]] = {}
-        for point in self.to_submit:
-            groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
-        return list(groups.values())
+        return _by_resources(self.to_submit)
 
     def parallelism(self, group_size: int) -> int:
         if self.max_parallel:
@@ -76,8 +73,17 @@ class Plan:
         return self.backend.default_parallelism(group_size)
 
 
-def _resources_key(resources) -> str:
-    return json.dumps(asdict(resources), sort_keys=True, default=str)
+def _by_resources(points: list[PointPlan]) -> list[list[PointPlan]]:
+    """Points grouped by the resources they ask for, in order (variants share one Resources object: each is
+    made a key once)."""
+    keys: dict[int, str] = {}
+    groups: dict[str, list[PointPlan]] = {}
+    for point in points:
+        resources = point.prepared.spec.resources
+        if id(resources) not in keys:
+            keys[id(resources)] = json.dumps(asdict(resources), sort_keys=True, default=str)
+        groups.setdefault(keys[id(resources)], []).append(point)
+    return list(groups.values())
 
 
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
@@ -116,11 +122,9 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     points = [PointPlan(index=i, values=v, prepared=p) for i, (v, p) in enumerate(zip(values_list, prepared,
                                                                                        strict=True))]
 
-    groups: dict[str, list[PointPlan]] = {}
-    for point in points:
-        groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
+    groups = _by_resources(points)
     if len(groups) > 1 and not split_arrays:
-        first, other = (asdict(g[0].prepared.spec.resources) for g in list(groups.values())[:2])
+        first, other = (asdict(g[0].prepared.spec.resources) for g in groups[:2])
         differ = "; ".join(f"resources.{k}: {first[k]!r} vs {other[k]!r}" for k in first if first[k] != other[k])
         raise SweepError(f"points ask for different resources ({differ}), which would split the sweep into "
                          f"{len(groups)} job arrays; sweep resources in separate sweeps, or pass --split-arrays")
