@@ -489,14 +489,15 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
         return
 
     def table(rows):
-        shorts = None if wide else st.short_ids(r.id for r in ledger.list_runs())
+        shorts = None if wide else st.short_ids(ledger.run_ids())
         return sw.sweep_table(rows, title=name, short_ids=shorts, every=every)
 
     if not watch:
-        console.print(table(sw.sweep_rows(ledger, name)), crop=False)
+        console.print(table(sw.sweep_rows(ledger, name, every=every)), crop=False)
         _unreachable_scheduler()
         return
-    watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
+    watch_until_done(lambda: sw.sweep_rows(ledger, name, every=every), table, sw.active, what=f"sweep {name}",
+                     selector=name)
 
 
 @app.command()

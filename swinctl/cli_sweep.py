@@ -145,14 +145,13 @@ def _follow(sw, plan, every: bool = False) -> None:
     rows: list = []
 
     def snapshot():
-        rows[:] = sw.sweep_rows(ledger, plan.name)
+        rows[:] = sw.sweep_rows(ledger, plan.name, every=every)
         return list(rows)
 
     def table(shown):
         from swinctl import status
 
-        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=status.short_ids(r.id for r in
-                                                                                                ledger.list_runs()),
+        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=status.short_ids(ledger.run_ids()),
                               every=every)
 
     watch_until_done(snapshot, table, sw.active,

@@ -36,28 +36,30 @@ class SweepRow:
                 "run": None if self.row is None else self.row.to_json()}
 
 
-def sweep_rows(ledger, name: str) -> list[SweepRow]:
-    """One row per point of sweep `name`, with the live state of the run that serves it (refreshed)."""
+def sweep_rows(ledger, name: str, every: bool = True) -> list[SweepRow]:
+    """One row per point of sweep `name`, with the live state of the run that serves it (refreshed). `every=False`:
+    the rows a summary table hides (all but the first and last) carry the ledger's record and metrics only, none
+    of the run's files (progress, cost, reference log) -- what its counts and best point need."""
     from swinctl import status
     from swinctl.runs import sync
 
     points = ledger.sweep_points(name)
     if not points and ledger.get_sweep(name) is None:
         raise KeyError(f"no sweep named '{name}' in {ledger.path}")
-    records = {}
-    for p in points:
-        try:
-            records[p.index] = ledger.get(p.run_id) if p.run_id else None
-        except KeyError:
-            records[p.index] = None
+    found = ledger.get_many(p.run_id for p in points if p.run_id)
+    records = {p.index: found.get(p.run_id) if p.run_id else None for p in points}
     refreshed = iter(sync.refresh_all(ledger, [r for r in records.values() if r is not None]))
+    first, last = _edges(points, every)
+    detailed = {p.index for p in first + last}
     rows = []
     for p in points:
         record = next(refreshed) if records[p.index] is not None else None
         if record is None:
             rows.append(SweepRow(p.index, p.overrides, p.signature, None, False))
             continue
-        rows.append(SweepRow(p.index, p.overrides, p.signature, status.row(ledger, record), record.sweep != name))
+        row = (status.row(ledger, record) if p.index in detailed else
+               status.StatusRow(record, None, record.metrics, status.gpu_hours(record)))
+        rows.append(SweepRow(p.index, p.overrides, p.signature, row, record.sweep != name))
     return rows
 
 
