@@ -560,6 +560,8 @@ def report(
     source: Annotated[str, typer.Option("--source", help="local logs, or wandb (a W&B project).")] = "local",
     plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every row of a long table in the terminal.",
+                                       show_default="the first and last rows")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of --format json and exit.")] = False,
     runs_root: RunsRoot = None,
 ) -> None:
@@ -590,7 +592,7 @@ def report(
         if out is not None:
             console.print(f"[green]wrote[/] {rp.render(built, fmt, out)}")
         elif fmt == "table":
-            console.print(*rp.rich_tables(built, wide=wide), crop=False)
+            console.print(*rp.rich_tables(built, wide=wide, every=all_), crop=False)
         else:
             print(rp.render(built, fmt), end="")
 

@@ -9,14 +9,11 @@ from typing import Any
 
 from swinctl.sweep.plan import Plan
 
-EDGE_ROWS = 5  # a long table shows its first and last rows under a summary; `--all` shows every row
-
 
 def _edges(items: list, every: bool) -> tuple[list, list]:
-    """(the first rows, the last rows) a table shows: every row (none last), or the first and last EDGE_ROWS."""
-    if every or len(items) <= 2 * EDGE_ROWS + 1:
-        return items, []
-    return items[:EDGE_ROWS], items[-EDGE_ROWS:]
+    from swinctl.views import edges  # (rich loads with the table, not with the sweep machinery)
+
+    return edges(items, every)
 
 
 def _counted(counts: Counter) -> str:
