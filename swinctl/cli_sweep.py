@@ -107,8 +107,7 @@ def _dry_run(sw, space, every: bool = False, **kwargs) -> None:
     plan = sw.plan(space, root=root, ledger=ledger, **kwargs)
     console.rule(f"[bold]sweep {plan.name}[/] (dry run: nothing submitted)")
     console.print(sw.plan_table(plan, every=every))
-    for group in plan.groups():
-        parallel = plan.parallelism(len(group))
+    for group, parallel in plan.arrays():
         console.rule(f"{plan.executor}: {len(group)} point(s), at most {parallel} at a time")
         script = plan.backend.preview([p.prepared.spec for p in group], job_name=f"swinctl:sweep:{plan.name}:DRY-RUN",
                                       folder=sw.sweep_dir(plan.root, plan.name) / "submitit", parallel=parallel)

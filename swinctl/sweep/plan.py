@@ -67,10 +67,23 @@ class Plan:
         """Points to submit, grouped by the resources they ask for (one job array each)."""
         return _by_resources(self.to_submit)
 
-    def parallelism(self, group_size: int) -> int:
+    def parallelism(self, group_size: int, arrays: int = 1) -> int:
+        """Points of a submission running at once; `arrays`: how many submissions share `--max-parallel` (a
+        resource group cut into several job arrays): each gets its share, at least one."""
         if self.max_parallel:
-            return min(self.max_parallel, group_size)
+            return min(max(1, self.max_parallel // arrays), group_size)
         return self.backend.default_parallelism(group_size)
+
+    def arrays(self) -> list[tuple[list[PointPlan], int]]:
+        """(points, how many run at once) of each submission: a resource group, cut into job arrays the scheduler
+        takes (SLURM's MaxArraySize) that share its `--max-parallel`."""
+        limit = self.backend.max_array_size()
+        out = []
+        for group in self.groups():
+            size = limit or len(group)
+            chunks = [group[start:start + size] for start in range(0, len(group), size)]
+            out += [(chunk, self.parallelism(len(chunk), len(chunks))) for chunk in chunks]
+        return out
 
 
 def _by_resources(points: list[PointPlan]) -> list[list[PointPlan]]:
