@@ -553,8 +553,29 @@ def record_of(prepared: PreparedRun, submission: str | None = None) -> RunRecord
 
 def materialize(prepared: PreparedRun, submission: str | None = None) -> RunRecord:
     """Write the run directory (resolved recipe, config) and its ledger row."""
+    return materialize_all([prepared], submission)[0]
+
+
+def materialize_all(prepared: Sequence[PreparedRun], submission: str | None = None) -> list[RunRecord]:
+    """Write the runs' directories (resolved recipe, config), then their ledger rows in one transaction (a
+    10,000-point sweep: one commit, not 10,000); on any error every directory written is removed again."""
+    if not prepared:
+        return []
+    ledger = Ledger(prepared[0].spec.runs_root)  # a runs root or ledger that cannot be used fails here, first
+    written: list[Path] = []
+    try:
+        for one in prepared:
+            _write_run_dir(one)
+            written.append(one.spec.run_dir)
+        return ledger.add_many([record_of(one, submission) for one in prepared])
+    except BaseException:
+        for run_dir in written:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no run directory without its ledger row
+        raise
+
+
+def _write_run_dir(prepared: PreparedRun) -> None:
     spec = prepared.spec
-    ledger = Ledger(spec.runs_root)  # a runs root or ledger that cannot be used fails here, before any write
     try:
         spec.run_dir.mkdir(parents=False, exist_ok=False)
     except OSError as exc:
@@ -567,9 +588,8 @@ def materialize(prepared: PreparedRun, submission: str | None = None) -> RunReco
         guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
         if prepared.weights is not None:
             write_record(spec.run_dir, prepared.weights)  # weights.json: what the test evaluates
-        return ledger.add(record_of(prepared, submission))
     except BaseException:
-        shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
+        shutil.rmtree(spec.run_dir, ignore_errors=True)
         raise
 
 

@@ -67,8 +67,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
     progress = "submitting"
 
     backend = backends.get(submission.executor)
-    for p in prepared:
-        runs.materialize(p, submission=submission.token)
+    runs.materialize_all(prepared, submission=submission.token)
     if os.environ.get(KILL_BEFORE_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     try:
@@ -92,8 +91,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
 
 
 def _record(ledger: Ledger, submission: SubmissionRecord, submitted: Submitted, event: str) -> None:
-    for run_id, job_id in submitted.run_job_ids.items():
-        ledger.update(run_id, event=event, **({"job_id": job_id} if job_id is not None else {}))
+    ledger.set_job_ids(submitted.run_job_ids, event)
     ledger.set_submission(submission.token, state="submitted", job_id=submitted.job_id)
 
 
