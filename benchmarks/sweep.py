@@ -169,7 +169,9 @@ def cli_run(args: list[str], env: dict, tree: Path | None) -> tuple[float, float
         env["PYTHONPATH"] = str(tree)
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=out, stderr=err, text=True, env=env)
+        # (in the checkout's folder: `python -c` puts the working directory first on sys.path, before PYTHONPATH)
+        proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=out, stderr=err, text=True, env=env,
+                                cwd=tree or REPO)
         _, status, usage = os.wait4(proc.pid, 0)  # (the child's own peak RSS)
         wall = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)
@@ -209,6 +211,9 @@ def sweep_ledger(root: Path, points: int, name: str = "big") -> None:
     recipe_text = recipes.dump_recipe(recipes.load_recipe("upernet-swin-t"))
     logs = REPO / "tests" / "fixtures" / "logs" / "mmengine" / "det_epoch"
     now = time.time()
+    smoke = [{"kind": "smoke", "message": "smoke run: tiny model and schedule on generated demo data, no pretrained "
+              "weights, learning rate not scaled: never a reproduction", "severity": "warning", "published": None,
+              "actual": None}]  # what every smoke run records
     records, sweep_points = [], []
     for i in range(points):
         run_id = f"upernet-swin-t-smoke-20261206-{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}-{i:05x}"
@@ -225,7 +230,7 @@ def sweep_ledger(root: Path, points: int, name: str = "big") -> None:
             smoke=True, run_dir=run_dir, work_dir=run_dir / "work_dir", sweep=name, created_at=now + i,
             started_at=now + i, finished_at=now + i + 60, elapsed_s=60.0,
             metrics={} if failed else {"mIoU": round(30 + (i * 7919 % 1000) / 50, 2)},
-            error="Traceback: RuntimeError: boom" if failed else None))
+            error="Traceback: RuntimeError: boom" if failed else None, deviations=smoke))
         sweep_points.append(SweepPoint(i, overrides, f"{i:016x}", run_id))
     with ledger.transaction() as db:
         db.executemany(f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",

@@ -220,6 +220,22 @@ def test_dry_run_locally_names_the_parallelism(swinctl, runs_root):
     assert not runs_root.exists()
 
 
+def test_a_long_dry_run_shows_a_summary_and_its_first_and_last_points_and_all_shows_every_one(swinctl, runs_root):
+    lrs = ",".join(f"{i}.0e-5" for i in range(1, 31))
+    args = ["sweep", "upernet-swin-t", "--smoke", "--grid", f"optim_wrapper.optimizer.lr={lrs}", "--executor", "local",
+            "--dry-run"]
+    short = swinctl(*args)
+    assert short.exit_code == 0, short.output
+    shown = [int(line.split()[1]) for line in short.output.splitlines() if line.startswith("│ ") and
+             line.split()[1].isdigit()]
+    assert shown == [0, 1, 2, 3, 4, 25, 26, 27, 28, 29]
+    assert "new 30; 20 rows not shown (--all shows every row)" in short.output
+    every = swinctl(*args, "--all")
+    assert every.exit_code == 0, every.output
+    assert [int(line.split()[1]) for line in every.output.splitlines() if line.startswith("│ ") and
+            line.split()[1].isdigit()] == list(range(30)) and "not shown" not in every.output
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 
 
