@@ -16,12 +16,24 @@ N points through `runs.prepare` one by one (a full render and format per point) 
 from command to all points queued, one sbatch call. First, `planning` times planning and signing a 1,000-point
 sweep over two recipe fields, where every point is a recipe variant of its own (goal: at most 5 s); `--plan-only`
 runs just that, without a cluster.
+
+Large sweeps (no cluster needed), each in a fresh process through the CLI:
+
+    .venv/bin/python benchmarks/sweep.py --dry-run-points 1000 10000 [--ledger-points 10000] [--tree DIR]
+
+`--dry-run-points`: `swinctl sweep upernet-swin-t --smoke --grid optimizer.lr=... --grid optimizer.weight_decay=...
+--dry-run` (two recipe fields: every point a recipe variant of its own), wall time and peak RSS (goals: 1,000 points
+<= 3 s, 10,000 points <= 10 s and <= 500 MB). `--ledger-points N`: a ledger holding a sweep of N recorded points
+(ended smoke runs with small logs), then `swinctl status SWEEP` and `swinctl report SWEEP` (goal: <= 2 s each for
+10,000). `--tree DIR` runs the CLI from another checkout (e.g. a `git worktree` of the base commit) to measure it
+side by side under the same load.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,6 +159,98 @@ def naive(n: int) -> float:
     return (time.perf_counter() - t) / max(n, 1)
 
 
+def cli_run(args: list[str], env: dict, tree: Path | None) -> tuple[float, float, subprocess.CompletedProcess]:
+    """(wall seconds, peak RSS in MB, result) of `swinctl ARGS` in a fresh process (from `tree` when given)."""
+    env = {**env, "PYTHONWARNINGS": "ignore", "COLUMNS": "100"}
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        start = time.perf_counter()
+        # (in the checkout's folder: `python -c` puts the working directory first on sys.path, before PYTHONPATH)
+        proc = subprocess.Popen([sys.executable, "-c", CLI, *args], stdout=out, stderr=err, text=True, env=env,
+                                cwd=tree or REPO)
+        _, status, usage = os.wait4(proc.pid, 0)  # (the child's own peak RSS)
+        wall = time.perf_counter() - start
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return wall, usage.ru_maxrss / 1024, subprocess.CompletedProcess(args, proc.returncode, out.read(), err.read())
+
+
+def recipe_grid(points: int) -> list[str]:
+    side = max(d for d in range(1, int(points ** 0.5) + 1) if points % d == 0)  # 10,000 = 100 x 100
+    lrs = ",".join(f"{(i + 1) * 1e-5:.2e}" for i in range(side))
+    wds = ",".join(f"{(i + 1) * 1e-3:.3f}" for i in range(points // side))
+    return ["--grid", f"optimizer.lr={lrs}", "--grid", f"optimizer.weight_decay={wds}"]
+
+
+def dry_runs(sizes: list[int], tree: Path | None) -> list[tuple[int, float, float, int]]:
+    """(points, seconds, peak MB, lines printed) of a CLI dry run of each size, smallest first."""
+    out = []
+    with tempfile.TemporaryDirectory(prefix="swinctl-bench-") as tmp:
+        env = {**os.environ, "SWINCTL_RUNS": str(Path(tmp) / "runs")}
+        for points in sorted(sizes):
+            wall, rss, done = cli_run(["sweep", "upernet-swin-t", "--smoke", *recipe_grid(points), "--dry-run",
+                                       "--executor", "local", "--wandb", "disabled", "--yes"], env, tree)
+            if done.returncode:
+                raise SystemExit(f"dry run failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+            out.append((points, wall, rss, done.stdout.count("\n")))
+    return out
+
+
+def sweep_ledger(root: Path, points: int, name: str = "big") -> None:
+    """A ledger with a sweep of `points` recorded points, each served by an ended smoke run (95% COMPLETED with a
+    mIoU, 5% FAILED) whose work dir holds a small MMEngine log, written in one transaction."""
+    from swinctl import recipes
+    from swinctl.runs.ledger import _COLUMNS, Ledger, RunRecord, SweepPoint, _to_row
+
+    ledger = Ledger(root)
+    recipe_text = recipes.dump_recipe(recipes.load_recipe("upernet-swin-t"))
+    logs = REPO / "tests" / "fixtures" / "logs" / "mmengine" / "det_epoch"
+    now = time.time()
+    smoke = [{"kind": "smoke", "message": "smoke run: tiny model and schedule on generated demo data, no pretrained "
+              "weights, learning rate not scaled: never a reproduction", "severity": "warning", "published": None,
+              "actual": None}]  # what every smoke run records
+    records, sweep_points = [], []
+    for i in range(points):
+        run_id = f"upernet-swin-t-smoke-20261206-{i // 3600 % 24:02d}{i // 60 % 60:02d}{i % 60:02d}-{i:05x}"
+        run_dir = root / run_id
+        (run_dir / "work_dir").mkdir(parents=True)
+        (run_dir / "recipe.yaml").write_text(recipe_text)
+        if i % 10 == 0:  # (a tenth with logs to read: copying 10,000 would take minutes to set up)
+            shutil.copytree(logs, run_dir / "work_dir", dirs_exist_ok=True)
+        failed = i % 20 == 7
+        overrides = [f"optimizer.lr={(i // 100 + 1) * 1e-5:.2e}", f"optimizer.weight_decay={(i % 100 + 1) * 1e-3:.3f}"]
+        records.append(RunRecord(
+            id=run_id, kind="train", recipe="upernet-swin-t", codebase="mmseg", overrides=overrides,
+            signature=f"{i:016x}", executor="local", job_id=str(100000 + i), state="FAILED" if failed else "COMPLETED",
+            smoke=True, run_dir=run_dir, work_dir=run_dir / "work_dir", sweep=name, created_at=now + i,
+            started_at=now + i, finished_at=now + i + 60, elapsed_s=60.0,
+            metrics={} if failed else {"mIoU": round(30 + (i * 7919 % 1000) / 50, 2)},
+            error="Traceback: RuntimeError: boom" if failed else None, deviations=smoke))
+        sweep_points.append(SweepPoint(i, overrides, f"{i:016x}", run_id))
+    with ledger.transaction() as db:
+        db.executemany(f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
+                       [[_to_row(r)[c] for c in _COLUMNS] for r in records])
+    ledger.register_sweep(name, "upernet-swin-t", {"recipe": "upernet-swin-t"}, sweep_points)
+
+
+def looks(points: int, tree: Path | None, repeats: int) -> dict[str, list[float]]:
+    """Seconds of `status SWEEP` and `report SWEEP` over a ledger of a `points`-point sweep (first call included)."""
+    out: dict[str, list[float]] = {}
+    with tempfile.TemporaryDirectory(prefix="swinctl-bench-") as tmp:
+        root = Path(tmp) / "runs"
+        sweep_ledger(root, points)
+        env = {**os.environ, "SWINCTL_RUNS": str(root)}
+        for verb in ("status", "report"):
+            for _ in range(repeats):
+                wall, _, done = cli_run([verb, "big"], env, tree)
+                if done.returncode:
+                    raise SystemExit(f"{verb} failed:\n{done.stdout[-2000:]}\n{done.stderr[-2000:]}")
+                out.setdefault(f"{verb} SWEEP", []).append(wall)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=100)
@@ -154,7 +258,25 @@ def main() -> None:
     parser.add_argument("--naive", type=int, default=3, help="points to time through runs.prepare (0: skip)")
     parser.add_argument("--plan-points", type=int, default=1000, help="points of the recipe-field planning run")
     parser.add_argument("--plan-only", action="store_true", help="only the planning measurement (no cluster)")
+    parser.add_argument("--dry-run-points", type=int, nargs="*", help="CLI dry runs of these sizes (no cluster)")
+    parser.add_argument("--ledger-points", type=int, help="status and report over a sweep of N recorded points")
+    parser.add_argument("--tree", type=Path, help="run the CLI from this checkout (e.g. the base commit's worktree)")
     args = parser.parse_args()
+    if args.dry_run_points or args.ledger_points:
+        print(f"CLI from {args.tree or REPO}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        ok = True
+        for points, wall, rss, lines in dry_runs(args.dry_run_points or [], args.tree):
+            goal = (3.0, None) if points <= 1000 else (10.0 * points / 10000, 500)
+            ok &= wall <= goal[0] and (goal[1] is None or rss <= goal[1])
+            print(f"  sweep --dry-run, {points:,} recipe-variant points: {wall:.2f} s, peak {rss:.0f} MB, "
+                  f"{lines} lines printed")
+        if args.ledger_points:
+            for what, walls in looks(args.ledger_points, args.tree, args.repeats).items():
+                ok &= min(walls) <= 2.0 * args.ledger_points / 10000
+                print(f"  {what} over {args.ledger_points:,} points: {', '.join(f'{w:.2f}' for w in walls)} s")
+        print(f"load average after: {os.getloadavg()[0]:.1f}")
+        print("RESULT", "PASS" if ok else "FAIL")
+        return
     seconds, planned = planning(args.plan_points)
     print(f"planning: {planned} points over recipe fields (one variant each) planned and signed in {seconds:.2f} s "
           f"(goal: <= 5 s for 1,000)")

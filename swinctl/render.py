@@ -155,16 +155,20 @@ def _reroot(cfg: Config, root: str) -> None:
     def move(node: Any) -> Any:
         if isinstance(node, str) and (node == old.rstrip("/") or node.startswith(old)):
             return os.path.join(root, node[len(old):]) if len(node) > len(old) else root
+        # only moved strings are assigned: a ConfigDict assignment costs more than the whole walk
         if isinstance(node, dict):
             for key, value in node.items():
-                node[key] = move(value)
+                if (moved := move(value)) is not value:
+                    node[key] = moved
         elif isinstance(node, list):
-            node[:] = [move(v) for v in node]
+            for i, value in enumerate(node):
+                if (moved := move(value)) is not value:
+                    node[i] = moved
         return node
 
     for key in list(cfg.keys()):
-        if key != "data_root":
-            cfg[key] = move(cfg[key])
+        if key != "data_root" and (moved := move(cfg[key])) is not cfg[key]:
+            cfg[key] = moved
 
 
 def _rewire_channels(cfg: Config, recipe: Recipe) -> dict:
@@ -417,9 +421,9 @@ def apply_config_overrides(cfg: Config, items: list[tuple[str, Any]], where: str
             raise RecipeError(f"config key '{key}' (in the {where}): {exc.args[0] if exc.args else exc}") from None
 
 
-def signature(cfg: Config, world_size: int = 1) -> str:
-    """A stable hash of what a config trained by `world_size` processes computes (the total batch is per-GPU
-    batch x processes), blind to run names and file locations."""
+def signature_payload(cfg: Config | dict, world_size: int = 1) -> str:
+    """What `signature` hashes: the config (or its `to_dict()`) as sorted JSON, less the keys that name or place
+    a run, with the world size where it is not 1."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
@@ -428,11 +432,20 @@ def signature(cfg: Config, world_size: int = 1) -> str:
             return [strip(v) for v in node]
         return node
 
-    computed = strip(cfg.to_dict())
+    computed = strip(cfg.to_dict() if isinstance(cfg, Config) else cfg)
     if world_size != 1:  # single-process runs keep the hashes they had before the world size counted
         computed["world_size"] = world_size
-    payload = json.dumps(computed, sort_keys=True, default=str)
+    return json.dumps(computed, sort_keys=True, default=str)
+
+
+def digest(payload: str) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def signature(cfg: Config | dict, world_size: int = 1) -> str:
+    """A stable hash of what a config (or its `to_dict()`, when already made) trained by `world_size` processes
+    computes (the total batch is per-GPU batch x processes), blind to run names and file locations."""
+    return digest(signature_payload(cfg, world_size))
 
 
 # Tests: write this file and wait for a signal while rendering the config text (a Ctrl-C that lands mid-render).

@@ -44,14 +44,20 @@ def check_name(name: str, what: str = "recipe name") -> str:
     return name
 
 
+_TRUSTED_BASES: set[tuple[str, str | None]] = set()  # (a sweep validates its recipe once per point)
+
+
 def check_base(base: str, codebase: str | None = None) -> str:
     """A base config file inside a codebase's own config tree (`mmdet::_base_/default_runtime.py`)."""
+    if isinstance(base, str) and (base, codebase) in _TRUSTED_BASES:
+        return base
     match = _BASE.fullmatch(base) if isinstance(base, str) else None
     if match is None or ".." in match.group(2).split("/"):
         raise UntrustedInput(f"base '{base}': bases are config files of the codebases' own trees, written "
                              "mmdet::path/to/file.py or mmseg::path/to/file.py (swinctl never executes other files)")
     if codebase is not None and match.group(1) != codebase:
         raise UntrustedInput(f"base '{base}': a {codebase} recipe builds on {codebase}:: configs")
+    _TRUSTED_BASES.add((base, codebase))
     return base
 
 

@@ -24,6 +24,15 @@ from swinctl.job.files import State
 STATE_STYLES = {State.COMPLETED: "green", State.RUNNING: "cyan", State.PENDING: "yellow", State.REQUEUED: "yellow",
                 State.FAILED: "bold red", State.CANCELLED: "magenta", State.TIMEOUT: "red", "IMPORTED": "blue"}
 EMPTY = ("", "-")  # cells that show nothing
+EDGE_ROWS = 5  # a long table in the terminal shows its first and last rows under a summary; `--all`: every row
+
+
+def edges(items: list, every: bool) -> tuple[list, list]:
+    """(the first rows, the last rows) a terminal table shows: every row (none last), or the first and last
+    EDGE_ROWS of a longer one (a 10,000-point sweep is read from its summary, its best and worst points)."""
+    if every or len(items) <= 2 * EDGE_ROWS + 1:
+        return list(items), []
+    return list(items[:EDGE_ROWS]), list(items[-EDGE_ROWS:])
 
 
 def state_text(state: str) -> Text:

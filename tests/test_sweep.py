@@ -144,6 +144,60 @@ def test_fast_path_writes_what_the_ordinary_path_renders(tmp_path):
     assert "eta_min=2e-06" in text and "lr=0.0002" in text and "'lr=0.0002'" in text and "group='fast'" in text
 
 
+# Recipe fields swept as symbols (one render for every variant) where render only carries them, each variant
+# rendered in full where a value decides something (warmup_iters: `if warmup_iters`; a bool; a non-smoke guard).
+COMPOSED = [
+    ("upernet-swin-t", ["optimizer.lr=1e-4,3e-4", "model.backbone.drop_path_rate=0.1,0.3"], True),
+    ("upernet-swin-t", ["schedule.max_iters=40,50", "optim_wrapper.optimizer.weight_decay=0.1,0.2"], True),
+    ("upernet-swin-t", ["schedule.warmup_iters=2,3", "optimizer.lr=1e-4,2e-4"], False),
+    ("maskrcnn-swin-t", ["optimizer.lr=1e-4,2e-4", "precision.amp=true,false"], False),
+]
+
+
+@pytest.mark.parametrize("recipe,grid,composed", COMPOSED, ids=[" ".join(g) for _, g, _ in COMPOSED])
+def test_variants_from_one_symbolic_render_are_what_each_run_prepares(recipe, grid, composed, tmp_path, monkeypatch):
+    """Every point, composed or rendered, has the signature, spec, recipe, deviations and config that
+    `runs.prepare` gives the same overrides (the config up to formatting, with the point's W&B tags)."""
+    from swinctl import render
+    from swinctl.runs import lifecycle as runs
+
+    made = []
+    monkeypatch.setattr(runs.Preparer, "prepare", lambda self, points, real=runs.Preparer.prepare:
+                        made.append(self) or real(self, points))
+    plan = sw.plan(sw.load_space(recipe, smoke=True, grid=grid, name="sym"), executor="local", wandb="offline",
+                   root=tmp_path)
+    [preparer] = made
+    assert all((v.values is not None) == composed for v in preparer.variants.values())
+    for point in plan.points:
+        prepared = point.prepared
+        ordinary = runs.prepare(recipe, overrides=list(prepared.overrides), smoke=True, executor="local",
+                                wandb="offline", root=tmp_path, sweep="sym", run_id=prepared.run_id)
+        assert (prepared.signature, prepared.spec, prepared.recipe, prepared.deviations) == (
+            ordinary.signature, ordinary.spec, ordinary.recipe, ordinary.deviations)
+        resolved, config_items = runs.resolve_recipe(recipe, list(prepared.overrides), True)
+        ctx = render.RunContext(run_id=prepared.run_id, run_dir=prepared.spec.run_dir, group="sym",
+                                tags=("smoke", *sw.point_tags(point.values)), wandb="offline")
+        reference = render.to_text(render.render(resolved, ctx, config_items))
+        assert ast.dump(ast.parse(prepared.config_text)) == ast.dump(ast.parse(reference))
+
+
+def test_a_symbol_refuses_every_use_but_being_carried():
+    from swinctl.runs import symbolic
+
+    lr = symbolic.symbol_type(float)(1e-4)
+    assert isinstance(lr, float) and symbolic.is_symbol(lr) and copy_of(lr) is lr
+    for use in (lambda: lr * 2, lambda: 2 * lr, lambda: lr > 0, lambda: bool(lr), lambda: f"{lr}", lambda: str(lr),
+                lambda: float(lr), lambda: hash(lr), lambda: lr == 1e-4, lambda: round(lr), lambda: int(lr)):
+        with pytest.raises(symbolic.Escaped):
+            use()
+
+
+def copy_of(value):
+    import copy
+
+    return copy.deepcopy([value])[0]
+
+
 def test_dry_run_shows_points_and_the_sbatch_array_and_writes_nothing(swinctl, runs_root, no_slurm_client):
     result = swinctl("sweep", "upernet-swin-t", *TINY, "--grid", "optim_wrapper.optimizer.lr=1e-4,2e-4", "--grid",
                      "model.backbone.drop_path_rate=0.1,0.2", "--executor", "slurm", "--max-parallel", "2",
@@ -162,6 +216,22 @@ def test_dry_run_locally_names_the_parallelism(swinctl, runs_root):
     assert result.exit_code == 0, result.output
     assert "at most 1 at a time" in result.output and "mmseg/.mim/tools/train.py" in result.output
     assert not runs_root.exists()
+
+
+def test_a_long_dry_run_shows_a_summary_and_its_first_and_last_points_and_all_shows_every_one(swinctl, runs_root):
+    lrs = ",".join(f"{i}.0e-5" for i in range(1, 31))
+    args = ["sweep", "upernet-swin-t", "--smoke", "--grid", f"optim_wrapper.optimizer.lr={lrs}", "--executor", "local",
+            "--dry-run"]
+    short = swinctl(*args)
+    assert short.exit_code == 0, short.output
+    shown = [int(line.split()[1]) for line in short.output.splitlines() if line.startswith("│ ") and
+             line.split()[1].isdigit()]
+    assert shown == [0, 1, 2, 3, 4, 25, 26, 27, 28, 29]
+    assert "new 30; 20 rows not shown (--all shows every row)" in short.output
+    every = swinctl(*args, "--all")
+    assert every.exit_code == 0, every.output
+    assert [int(line.split()[1]) for line in every.output.splitlines() if line.startswith("│ ") and
+            line.split()[1].isdigit()] == list(range(30)) and "not shown" not in every.output
 
 
 # ---------------------------------------------------------------------------------------------- bad input

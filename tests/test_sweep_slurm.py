@@ -173,3 +173,32 @@ def test_a_failing_point_does_not_stop_the_others(slurm_cluster, swinctl, runs_r
     assert retry.exit_code == 0, retry.output
     assert "1 to submit" in retry.output and f"retry of {bad.id}" in retry.output
     assert json.loads(json.dumps(sw.sweep_rows(ledger, "flaky")[1].to_json()))["run"]["state"] == "FAILED"
+
+
+def test_a_sweep_larger_than_max_array_size_is_several_arrays_that_share_max_parallel(slurm_cluster, swinctl,
+                                                                                      runs_root):
+    """The cluster's MaxArraySize (scontrol show config; 1001 on the local cluster) cuts the sweep into arrays, each
+    under it, each throttled (`%N`) to its share of --max-parallel."""
+    from swinctl.backends import slurm
+
+    limit = slurm.max_array_size()
+    assert limit
+    points = limit + 3
+    lrs = ",".join(f"{i + 1}.0e-7" for i in range(points))
+    result = swinctl("sweep", "upernet-swin-t", *HELD, "--grid", f"optim_wrapper.optimizer.lr={lrs}", "--name", "huge",
+                     "--max-parallel", "4", "--yes")
+    assert result.exit_code == 0, result.output
+    ledger = Ledger(runs_root)
+    first, second = _submissions(ledger, "huge")
+    assert [len(first["run_ids"]), len(second["run_ids"])] == [limit, 3]
+    assert f"submitted {limit} point(s) of sweep huge as SLURM job array {first['job_id']}, at most 2 at a time" \
+        in result.output
+    for sub, size in ((first, limit), (second, 3)):
+        assert len(_queued(slurm_cluster, sub["job_name"])) == size
+        shown = slurm_cluster.run(["scontrol", "show", "job", sub["job_id"]]).stdout
+        assert "ArrayTaskThrottle=2" in shown
+    runs = {r.id: r for r in ledger.list_runs(sweep="huge")}
+    assert len(runs) == points
+    for sub in (first, second):
+        assert sorted(runs[i].job_id for i in sub["run_ids"]) == sorted(
+            f"{sub['job_id']}_{i}" for i in range(len(sub["run_ids"])))

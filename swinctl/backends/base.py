@@ -68,6 +68,10 @@ class Backend(ABC):
         """How many points of a sweep run at once unless --max-parallel says."""
         return points
 
+    def max_array_size(self) -> int | None:
+        """The most points one submission may hold (SLURM's MaxArraySize), None for no limit."""
+        return None
+
     @abstractmethod
     def submit(self, specs: Sequence[JobSpec], *, job_name: str, folder: Path, parallel: int) -> Submitted:
         """Submit `specs` as one submission (one job, or one array/runner for several)."""

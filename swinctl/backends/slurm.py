@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import re
@@ -87,6 +88,18 @@ def _asking_sacct() -> Iterator[None]:
             said = captured.read().decode(errors="replace")
     if "error" in said:
         unreachable = one_line("\n".join(line for line in said.splitlines() if line.startswith("sacct")) or said)
+
+
+@functools.cache
+def max_array_size() -> int | None:
+    """The controller's MaxArraySize (array indices run below it), from `scontrol show config`; None where it
+    cannot be asked (no SLURM here: a dry run on a laptop) or does not say."""
+    try:
+        done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    match = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.M)
+    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
 
 
 def slurm_reachable() -> bool:
@@ -219,6 +232,9 @@ class SlurmBackend(Backend):
         if problem is not None:
             raise BackendError(f"--executor slurm: SLURM does not answer ({problem}); check SLURM_CONF and the "
                                "controller (sinfo), or use --executor local")
+
+    def max_array_size(self) -> int | None:
+        return max_array_size()
 
     def launcher(self, resources) -> str:
         if resources.world_size == 1:

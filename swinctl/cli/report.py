@@ -38,6 +38,8 @@ def report(
                                                                   "project).")] = "local",
     plots: Annotated[Path | None, typer.Option("--plots", help="Also write learning-curve PNGs here.")] = None,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every row of a long table in the terminal.",
+                                       show_default="the first and last rows")] = False,
     schema: Annotated[bool, typer.Option("--schema", help="Print the JSON Schema of --format json and exit.")] = False,
     runs_root: RunsRoot = None,
 ) -> None:
@@ -69,6 +71,6 @@ def report(
         elif fmt == "table" and not (built.runs or selectors or import_dirs or source != "local"):
             console.print(no_runs_yet(root), markup=False, highlight=False, soft_wrap=True)  # not an empty table
         elif fmt == "table":
-            console.print(*rp.rich_tables(built, wide=wide), crop=False)
+            console.print(*rp.rich_tables(built, wide=wide, every=all_), crop=False)
         else:
             print(rp.render(built, fmt), end="")

@@ -25,7 +25,8 @@ def status(
     run_: Annotated[list[str] | None, typer.Argument(
         metavar="RUN|SWEEP|RECIPE", help="Run ids (full, short or a prefix), sweep or recipe names.",
         show_default="active and recent runs")] = None,
-    all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger.")] = False,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every run in the ledger (of a sweep: every point, not a "
+                                       "summary and the first and last).")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output (full run ids).")] = False,
     watch: Annotated[bool, typer.Option("--watch", help="Refresh until every shown run has ended.")] = False,
     wide: Annotated[bool, typer.Option("--wide", help="Full run ids and every column, however wide.")] = False,
@@ -53,7 +54,7 @@ def status(
             return
         submission.recover(ledger)  # adopt jobs an interrupted `swinctl run` or `sweep` left unrecorded
         if len(selectors) == 1 and ledger.get_sweep(selectors[0]) is not None:
-            _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide)
+            _sweep_status(ledger, selectors[0], as_json=as_json, watch=watch, wide=wide, every=all_)
             return
 
         def snapshot():
@@ -83,7 +84,7 @@ def _unreachable_scheduler() -> None:
         raise typer.Exit(1)
 
 
-def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False) -> None:
+def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool = False, every: bool = False) -> None:
     from swinctl import sweep as sw
     from swinctl.runs.select import short_ids
 
@@ -93,14 +94,15 @@ def _sweep_status(ledger, name: str, *, as_json: bool, watch: bool, wide: bool =
         return
 
     def table(rows):
-        shorts = None if wide else short_ids(r.id for r in ledger.list_runs())
-        return sw.sweep_table(rows, title=name, short_ids=shorts)
+        shorts = None if wide else short_ids(ledger.run_ids())
+        return sw.sweep_table(rows, title=name, short_ids=shorts, every=every)
 
     if not watch:
-        console.print(table(sw.sweep_rows(ledger, name)), crop=False)
+        console.print(table(sw.sweep_rows(ledger, name, every=every)), crop=False)
         _unreachable_scheduler()
         return
-    watch_until_done(lambda: sw.sweep_rows(ledger, name), table, sw.active, what=f"sweep {name}", selector=name)
+    watch_until_done(lambda: sw.sweep_rows(ledger, name, every=every), table, sw.active, what=f"sweep {name}",
+                     selector=name)
 
 
 @app.command()

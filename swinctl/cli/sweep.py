@@ -62,6 +62,8 @@ def sweep(
                                                "(one job array per resource group).")] = False,
     runs_root: RunsRoot = None,
     wandb: Wandb = "auto",
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Every point in the tables.",
+                                       show_default="a summary and the first and last points")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Submit a sweep of more than 2,000 points.")] = False,
     no_scale_lr: NoScaleLr = False,
 ) -> None:
@@ -80,7 +82,7 @@ def sweep(
             fail("--retry-failed and --force: --force already reruns every point; give one")
         if dry_run:
             _dry_run(sw, space, executor=executor, wandb=wandb, root=runs_root, retry_failed=retry_failed,
-                     force=force, split_arrays=split_arrays, scale_lr=not no_scale_lr)
+                     force=force, split_arrays=split_arrays, scale_lr=not no_scale_lr, every=all_)
             return
         plan, submissions, notes = sw.run_sweep(space, executor=executor, wandb=wandb, root=runs_root,
                                                 retry_failed=retry_failed, force=force, split_arrays=split_arrays,
@@ -88,7 +90,7 @@ def sweep(
         _print_deviations(plan)
         for note in notes:
             console.print(f"[yellow]reconciled[/] {note}")
-        console.print(sw.plan_table(plan))
+        console.print(sw.plan_table(plan, every=all_))
         if not submissions:
             console.print(f"[green]nothing to submit[/]: every point of sweep {plan.name} already ran or is running"
                           + ("" if retry_failed or force else " (--retry-failed reruns failed points, --force all)"))
@@ -98,10 +100,10 @@ def sweep(
                           f"[dim]logs: {sw.sweep_dir(plan.root, plan.name) / 'submitit'}[/]")
         console.print(f"[dim]follow with: swinctl status {plan.name} --watch[/]")
         if wait:
-            _follow(sw, plan)
+            _follow(sw, plan, every=all_)
 
 
-def _dry_run(sw, space, **kwargs) -> None:
+def _dry_run(sw, space, every: bool = False, **kwargs) -> None:
     from swinctl.runs.ledger import LEDGER_FILE, Ledger
     from swinctl.runs.lifecycle import runs_root
 
@@ -109,9 +111,8 @@ def _dry_run(sw, space, **kwargs) -> None:
     ledger = Ledger(root) if (root / LEDGER_FILE).is_file() else None  # a dry run creates nothing
     plan = sw.plan(space, root=root, ledger=ledger, **kwargs)
     console.rule(f"[bold]sweep {plan.name}[/] (dry run: nothing submitted)")
-    console.print(sw.plan_table(plan))
-    for group in plan.groups():
-        parallel = plan.parallelism(len(group))
+    console.print(sw.plan_table(plan, every=every))
+    for group, parallel in plan.arrays():
         console.rule(f"{plan.executor}: {len(group)} point(s), at most {parallel} at a time")
         script = plan.backend.preview([p.prepared.spec for p in group], job_name=f"swinctl:sweep:{plan.name}:DRY-RUN",
                                       folder=sw.sweep_dir(plan.root, plan.name) / "submitit", parallel=parallel)
@@ -139,20 +140,20 @@ def _print_deviations(plan) -> None:
         console.print(show.deviations(found_of[key], title=f"of {which} against the published setting"))
 
 
-def _follow(sw, plan) -> None:
+def _follow(sw, plan, every: bool = False) -> None:
     from swinctl.runs.ledger import Ledger
 
     ledger = Ledger(plan.root)
     rows: list = []
 
     def snapshot():
-        rows[:] = sw.sweep_rows(ledger, plan.name)
+        rows[:] = sw.sweep_rows(ledger, plan.name, every=every)
         return list(rows)
 
     def table(shown):
         from swinctl.runs.select import short_ids
 
-        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=short_ids(r.id for r in ledger.list_runs()))
+        return sw.sweep_table(shown, title=f"sweep {plan.name}", short_ids=short_ids(ledger.run_ids()), every=every)
 
     watch_until_done(snapshot, table, sw.active,
                      what=f"sweep {plan.name}", selector=plan.name)

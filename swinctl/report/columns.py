@@ -8,6 +8,7 @@ which the terminal turns into a style and HTML into a CSS class.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ class Ctx:
     @property
     def sep(self) -> str:  # between the items of a cell (overrides, notes, sources)
         return "\n" if self.fmt in ("table", "html") else "; "
+
+    @functools.cached_property
+    def runs_by_id(self) -> dict[str, RunRow]:
+        return {r.id: r for r in self.report.runs}
 
 
 @dataclass(frozen=True)
@@ -257,9 +262,8 @@ def _rank(point: SweepPoint, ctx: Ctx) -> Cell:
 
 
 def _point_runs(point: SweepPoint, ctx: Ctx) -> str:
-    rows = {r.id: r for r in ctx.report.runs}
     sep = " " if ctx.fmt == "md" else "\n"
-    return sep.join(_run_id(run_id, rows.get(run_id), ctx) for run_id in point.run_ids)
+    return sep.join(_run_id(run_id, ctx.runs_by_id.get(run_id), ctx) for run_id in point.run_ids)
 
 
 def sweep_columns(sweep: SweepTable, report: Report) -> list[Column]:
@@ -285,6 +289,7 @@ class TableData:
     columns: list[Column]
     rows: list[list[Cell]]
     line_of: list[Any]  # the line each row comes from
+    hidden: int = 0  # lines left out after the first EDGE_ROWS (a terminal summary of a long table)
 
 
 def table_data(columns: list[Column], lines: list, ctx: Ctx) -> TableData:

@@ -19,17 +19,25 @@ STYLES = {"reproduced": "bold green", "below": "bold red", "above": "bold cyan",
           "incomplete": "magenta", "no-metrics": "dim", "no-reference": "", "best": "bold"}
 
 
-def _sections(report: Report, ctx: Ctx) -> list[tuple[str, TableData]]:
-    """(heading, table) of every table of the report, in the order every format shows them."""
+def _sections(report: Report, ctx: Ctx, every: bool = True) -> list[tuple[str, TableData]]:
+    """(heading, table) of every table of the report, in the order every format shows them; `every=False` (the
+    terminal): a long table's first and last lines only (`TableData.hidden` counts the rest)."""
+    from swinctl.views import edges
+
+    def data(columns: list, lines: list) -> TableData:
+        first, last = edges(lines, every)
+        made = cols.table_data(columns, first + last, ctx)
+        made.hidden = len(lines) - len(first) - len(last)
+        return made
+
     out = []
     for sweep in report.sweeps:
-        out.append((f"sweep {sweep.name}: {sweep.metric}",
-                    cols.table_data(cols.sweep_columns(sweep, report), sweep.points, ctx)))
+        out.append((f"sweep {sweep.name}: {sweep.metric}", data(cols.sweep_columns(sweep, report), sweep.points)))
     if report.groups:
-        out.append(("seeds", cols.table_data(cols.SEED_COLUMNS, cols.group_lines(report), ctx)))
+        out.append(("seeds", data(cols.SEED_COLUMNS, cols.group_lines(report))))
     for recipe in cols.recipes_of(report):
         out.append((f"runs of {recipe or 'no recipe'}" if recipe or report.runs else "runs",
-                    cols.table_data(cols.run_columns(report, recipe), cols.run_lines(report, recipe), ctx)))
+                    data(cols.run_columns(report, recipe), cols.run_lines(report, recipe))))
     return out
 
 
@@ -46,24 +54,33 @@ def expected_caption(report: Report, recipe: str | None) -> str:
 # ---------------------------------------------------------------------------------------------- terminal
 
 
-def rich_tables(report: Report, *, wide: bool = False) -> list:
+def rich_tables(report: Report, *, wide: bool = False, every: bool = True) -> list:
     """The report as rich renderables (sweeps, seed groups, runs, problems), for `console.print(*...)`. Each
-    table fits the width it is printed at (:class:`swinctl.views.FitTable`); short run ids unless `wide`."""
+    table fits the width it is printed at (:class:`swinctl.views.FitTable`); short run ids unless `wide`.
+    `every=False`: a long table shows its first and last rows (a sweep's best and worst points) and says how many
+    it leaves out."""
     from rich.text import Text
 
-    from swinctl.views import Col, FitTable
+    from swinctl.views import EDGE_ROWS, Col, FitTable
 
     ctx = Ctx(report, "table", wide=wide)
     out: list = []
-    for heading, data in _sections(report, ctx):
+    for heading, data in _sections(report, ctx, every):
         if heading.startswith("runs"):
             title = f"{heading} ({'best' if report.pick == 'best' else 'last'} value judged)"
             caption = expected_caption(report, heading.removeprefix("runs of ")) or None
         else:
             title, caption = f"{heading} ({report.pick})", None
+        if data.hidden:
+            rows_of = "points" if heading.startswith("sweep") else "rows"
+            left_out = (f"{len(data.rows) + data.hidden:,} {rows_of}, {data.hidden:,} not shown (--all shows "
+                        "every row; --format csv, md, json or html writes them)")
+            caption = f"{caption}\n{left_out}" if caption else left_out
         table = FitTable(*[Col(c.header, justify="right" if c.numeric else "left", wrap=c.wrap, fold=c.fold,
                                optional=c.optional) for c in data.columns], title=title, caption=caption, wide=wide)
         for i, (cells, line) in enumerate(zip(data.rows, data.line_of, strict=True)):
+            if data.hidden and i == EDGE_ROWS:
+                table.add_row("...", *[""] * (len(data.columns) - 1), end_section=True)
             following = data.line_of[i + 1] if i + 1 < len(data.line_of) else None
             table.add_row(*[Text(cols.text(c), style=STYLES.get(cols.css(c), "")) for c in cells],
                           end_section=_ends_section(line, following))

@@ -399,6 +399,27 @@ class Ledger:
             db.execute("INSERT INTO events VALUES (?, ?, ?, ?)", (record.id, time.time(), "created", record.state))
         return record
 
+    def add_many(self, records: Sequence[RunRecord]) -> list[RunRecord]:
+        """`add` for many runs, in one transaction: all of them or none."""
+        now = time.time()
+        with self.transaction() as db:
+            db.executemany(f"INSERT INTO runs ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})",
+                           [[row[c] for c in _COLUMNS] for row in map(_to_row, records)])
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)",
+                           [(record.id, now, "created", record.state) for record in records])
+        return list(records)
+
+    def set_job_ids(self, job_ids: dict[str, str | None], event: str) -> None:
+        """Each run's job id (None: not known yet, nothing changes) and an `event`, as `update(run_id, event=event,
+        job_id=...)` writes them, for many runs in one transaction."""
+        now = time.time()
+        known = [(job_id, run_id) for run_id, job_id in job_ids.items() if job_id is not None]
+        with self.transaction() as db:
+            db.executemany("UPDATE runs SET job_id = ? WHERE id = ?", known)
+            db.executemany("INSERT INTO events VALUES (?, ?, ?, ?)",
+                           [(run_id, now, event, json.dumps({"job_id": job_id} if job_id is not None else {},
+                                                           default=str)) for run_id, job_id in job_ids.items()])
+
     def update(self, run_id: str, *, event: str | None = None, **changes) -> RunRecord:
         """Change fields of one run (and optionally log an event) in one transaction."""
         unknown = set(changes) - set(_COLUMNS)
@@ -457,6 +478,22 @@ class Ledger:
         if row is None:
             raise KeyError(run_id)
         return _from_row(row)
+
+    def get_many(self, run_ids: Iterable[str]) -> dict[str, RunRecord]:
+        """The runs with these ids that exist, by id, in a few queries (a sweep's 10,000 points: not 10,000)."""
+        wanted = list(dict.fromkeys(run_ids))
+        found: dict[str, RunRecord] = {}
+        with self._connect() as db:
+            for start in range(0, len(wanted), 500):  # (SQLite's limit on bound parameters is 999 in old versions)
+                chunk = wanted[start:start + 500]
+                rows = db.execute(f"SELECT * FROM runs WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
+                found.update((row["id"], _from_row(row)) for row in rows.fetchall())
+        return found
+
+    def run_ids(self) -> list[str]:
+        """Every run's id, oldest first (what short ids are made among, without reading whole rows)."""
+        with self._connect() as db:
+            return [row[0] for row in db.execute("SELECT id FROM runs ORDER BY created_at").fetchall()]
 
     def find(self, prefix: str) -> list[RunRecord]:
         """Runs whose id is `prefix` exactly, or starts with it."""

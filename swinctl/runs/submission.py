@@ -68,8 +68,7 @@ def execute(ledger: Ledger, submission: SubmissionRecord, prepared: Sequence, pa
     progress = "submitting"
 
     backend = backends.get(submission.executor)
-    for p in prepared:
-        materialize(ledger, p, submission=submission.token)
+    materialize_all(ledger, prepared, submission=submission.token)
     if os.environ.get(KILL_BEFORE_SUBMIT):
         os.kill(os.getpid(), signal.SIGKILL)
     try:
@@ -106,6 +105,25 @@ def record_of(prepared, submission: str | None = None) -> RunRecord:
 def materialize(ledger: Ledger, prepared, submission: str | None = None) -> RunRecord:
     """Write the run directory (resolved recipe, config) of a prepared run (swinctl.runs.lifecycle.PreparedRun)
     and its ledger row."""
+    return materialize_all(ledger, [prepared], submission)[0]
+
+
+def materialize_all(ledger: Ledger, prepared: Sequence, submission: str | None = None) -> list[RunRecord]:
+    """Write the runs' directories (resolved recipe, config), then their ledger rows in one transaction (a
+    10,000-point sweep: one commit, not 10,000); on any error every directory written is removed again."""
+    written: list[Path] = []
+    try:
+        for one in prepared:
+            _write_run_dir(one)
+            written.append(one.spec.run_dir)
+        return ledger.add_many([record_of(one, submission) for one in prepared])
+    except BaseException:
+        for run_dir in written:
+            shutil.rmtree(run_dir, ignore_errors=True)  # no run directory without its ledger row
+        raise
+
+
+def _write_run_dir(prepared) -> None:
     spec = prepared.spec
     try:
         spec.run_dir.mkdir(parents=False, exist_ok=False)
@@ -119,15 +137,13 @@ def materialize(ledger: Ledger, prepared, submission: str | None = None) -> RunR
         guard.write(spec.run_dir, list(prepared.deviations))  # deviations.json
         if prepared.weights is not None:
             write_record(spec.run_dir, prepared.weights)  # weights.json: what the test evaluates
-        return ledger.add(record_of(prepared, submission))
     except BaseException:
-        shutil.rmtree(spec.run_dir, ignore_errors=True)  # no run directory without its ledger row
+        shutil.rmtree(spec.run_dir, ignore_errors=True)
         raise
 
 
 def _record(ledger: Ledger, submission: SubmissionRecord, submitted: Submitted, event: str) -> None:
-    for run_id, job_id in submitted.run_job_ids.items():
-        ledger.update(run_id, event=event, **({"job_id": job_id} if job_id is not None else {}))
+    ledger.set_job_ids(submitted.run_job_ids, event)
     ledger.set_submission(submission.token, state="submitted", job_id=submitted.job_id)
 
 

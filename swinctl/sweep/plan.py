@@ -7,7 +7,6 @@ Nothing here writes anything.
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -18,8 +17,6 @@ from swinctl.job.files import State
 from swinctl.sweep.space import Space, SweepError, format_value, point_overrides, point_tags
 
 SWEEPS_DIR = "sweeps"  # RUNS_ROOT/sweeps/<name>/submitit holds a sweep's array logs
-_TEMPLATE_ID = "__swinctl_sweep_point__"
-_TAGS_MARK = "__swinctl_point_tags__"
 
 
 def sweep_dir(root: Path, name: str) -> Path:
@@ -69,131 +66,38 @@ class Plan:
 
     def groups(self) -> list[list[PointPlan]]:
         """Points to submit, grouped by the resources they ask for (one job array each)."""
-        groups: dict[str, list[PointPlan]] = {}
-        for point in self.to_submit:
-            groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
-        return list(groups.values())
+        return _by_resources(self.to_submit)
 
-    def parallelism(self, group_size: int) -> int:
+    def parallelism(self, group_size: int, arrays: int = 1) -> int:
+        """Points of a submission running at once; `arrays`: how many submissions share `--max-parallel` (a
+        resource group cut into several job arrays): each gets its share, at least one."""
         if self.max_parallel:
-            return min(self.max_parallel, group_size)
+            return min(max(1, self.max_parallel // arrays), group_size)
         return self.backend.default_parallelism(group_size)
 
-
-def _resources_key(resources) -> str:
-    return json.dumps(asdict(resources), sort_keys=True, default=str)
-
-
-def _placeholder(index: int) -> str:
-    return f"__swinctl_sweep_value_{index}__"
-
-
-def _leaves(node: Any, prefix: str = "") -> dict[str, Any]:
-    """A config as dotted keys -> values, through dicts and lists of dicts (`param_scheduler.1.eta_min`); other
-    values (numbers, strings, lists of numbers) are leaves: where the pretty-printer writes a plain literal."""
-    if isinstance(node, dict) and node:
-        items = node.items()
-    elif isinstance(node, (list, tuple)) and node and all(isinstance(v, dict) for v in node):
-        items = enumerate(node)
-    else:
-        return {prefix[:-1]: node}
-    out: dict[str, Any] = {}
-    for key, value in items:
-        out.update(_leaves(value, f"{prefix}{key}."))
-    return out
+    def arrays(self) -> list[tuple[list[PointPlan], int]]:
+        """(points, how many run at once) of each submission: a resource group, cut into job arrays the scheduler
+        takes (SLURM's MaxArraySize) that share its `--max-parallel`."""
+        limit = self.backend.max_array_size()
+        out = []
+        for group in self.groups():
+            size = limit or len(group)
+            chunks = [group[start:start + size] for start in range(0, len(group), size)]
+            out += [(chunk, self.parallelism(len(chunk), len(chunks))) for chunk in chunks]
+        return out
 
 
-class _Renderer:
-    """A sweep's points without a full render and format each (about 0.6 s apiece; a 1,000-point sweep would
-    take ten minutes): the recipe is resolved and checked once, each recipe variant is rendered from the base
-    configs render() caches, and every point's config text is one formatted template -- the first point's config
-    with a placeholder at each key where any point differs -- with that point's values put in as literals.
-    Signatures come from each point's own config, so they are exactly what `run --set ...` computes."""
-
-    def __init__(self, space: Space, name: str, *, executor: str, wandb: str, root: Path, scale_lr: bool = True):
-        from swinctl import guard, render
-        from swinctl.runs import lifecycle as runs
-
-        runs.check_wandb_mode(wandb)
-        self.base, self.config_items = runs.resolve_recipe(space.recipe, list(space.sets), space.smoke)
-        if not space.smoke:
-            runs.check_data(self.base)
-        self.name, self.smoke, self.root, self.sets = name, space.smoke, root, tuple(space.sets)
-        self.backend = runs.resolve_backend(executor)
-        self.template_dir = root / _TEMPLATE_ID
-        self.ctx = render.RunContext(run_id=_TEMPLATE_ID, run_dir=self.template_dir, group=name,
-                                     tags=(("smoke",) if space.smoke else ()) + (_TAGS_MARK,), wandb=wandb)
-        self.tags_in_recipe = {*self.base.tracking.tags, "smoke"}
-        self.variants: dict[tuple[str, ...], tuple[Any, Any, Any, list[dict]]] = {}
-        # each point against the published setting (swinctl.guard; it also renders the LR scaling rule)
-        self.space_recipe = space.recipe
-        self.guard = dict(smoke=space.smoke, scale_lr=scale_lr, published=guard.published_of(space.recipe,
-                                                                                            self.base))
-
-    def variant(self, recipe_texts: tuple[str, ...]):
-        """(recipe, rendered config, resources, deviations) of the base recipe with these recipe-field overrides."""
-        if recipe_texts not in self.variants:
-            from swinctl import guard, render
-            from swinctl.runs import lifecycle as runs
-
-            recipe = self.base
-            if recipe_texts:
-                on_recipe, _ = recipes.split_overrides(self.base, list(recipe_texts))
-                recipe = recipes.apply_recipe_overrides(self.base, on_recipe)
-            config = render.render(recipe, self.ctx, self.config_items)
-            resources = runs.resources_of(recipe)
-            deviations = guard.check(self.space_recipe, recipe, config, resources, **self.guard,
-                                     config_overrides=self.config_items)
-            self.variants[recipe_texts] = (recipe, config, resources, deviations)
-        return self.variants[recipe_texts]
-
-    def points(self, split: list[tuple[tuple[str, ...], list[tuple[str, Any]]]], values_list: list[dict],
-               run_ids: list[str]) -> list:
-        from swinctl import guard, render
-        from swinctl.runs import lifecycle as runs
-
-        configs, leaves, found, checked = [], [], [], set()
-        for recipe_texts, config_values in split:
-            recipe, cfg, resources, deviations = self.variant(recipe_texts)
-            if config_values:
-                cfg = copy.deepcopy(cfg)
-                render.apply_config_overrides(cfg, config_values)
-                deviations = guard.check(self.space_recipe, recipe, cfg, resources, **self.guard,
-                                         config_overrides=[*self.config_items, *config_values])
-            found.append(deviations)
-            refs = [ref for ref in runs.checkpoint_refs(cfg) if ref not in checked]  # each file read once
-            runs.check_checkpoints(refs)
-            checked.update(refs)
-            configs.append(cfg)
-            leaves.append(_leaves(cfg.to_dict()))
-        first = leaves[0]
-        marks = sorted({k for flat in leaves[1:] if flat.keys() == first.keys() for k in flat if flat[k] != first[k]})
-        template = copy.deepcopy(configs[0])
-        template.merge_from_dict({k: _placeholder(i) for i, k in enumerate(marks)}, allow_list_keys=True)
-        text = render.to_text(template)
-        prepared = []
-        for (recipe_texts, _), values, run_id, cfg, flat, deviations in zip(split, values_list, run_ids, configs,
-                                                                            leaves, found, strict=True):
-            recipe, _, resources, _ = self.variant(recipe_texts)
-            run_dir = self.root / run_id
-            if flat.keys() == first.keys():  # same structure: the template holds it
-                point_text = text
-                for i, key in enumerate(marks):
-                    point_text = point_text.replace(repr(_placeholder(i)), repr(flat[key]))
-            else:  # a point that adds or drops keys: format its own config
-                point_text = render.to_text(cfg)
-            prepared.append(runs.PreparedRun(
-                recipe=recipe, run_id=run_id, smoke=self.smoke, overrides=(*self.sets, *point_overrides(values)),
-                config_text=self._personal(point_text, run_id, run_dir, point_tags(values)),
-                signature=render.signature(cfg, resources.world_size),
-                spec=runs.job_spec(recipe, run_id, self.root, resources, self.backend), sweep=self.name,
-                deviations=deviations))
-        return prepared
-
-    def _personal(self, text: str, run_id: str, run_dir: Path, tags: list[str]) -> str:
-        """The template's run name, folder and tags made this point's."""
-        text = text.replace(repr(_TEMPLATE_ID), repr(run_id)).replace(repr(str(self.template_dir)), repr(str(run_dir)))
-        return text.replace(repr(_TAGS_MARK), ", ".join(repr(t) for t in tags if t not in self.tags_in_recipe))
+def _by_resources(points: list[PointPlan]) -> list[list[PointPlan]]:
+    """Points grouped by the resources they ask for, in order (variants share one Resources object: each is
+    made a key once)."""
+    keys: dict[int, str] = {}
+    groups: dict[str, list[PointPlan]] = {}
+    for point in points:
+        resources = point.prepared.spec.resources
+        if id(resources) not in keys:
+            keys[id(resources)] = json.dumps(asdict(resources), sort_keys=True, default=str)
+        groups.setdefault(keys[id(resources)], []).append(point)
+    return list(groups.values())
 
 
 def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Path | None = None,
@@ -221,20 +125,20 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
     for key, value in values_list[0].items():
         on_recipe, on_config = recipes.split_overrides(base, [f"{key}={format_value(value)}"])
         sides[key] = None if on_recipe else on_config[0][0]
-    split: list[tuple[tuple[str, ...], list[tuple[str, Any]]]] = []
-    for values in values_list:
-        recipe_texts = tuple(f"{k}={format_value(v)}" for k, v in values.items() if sides[k] is None)
-        split.append((recipe_texts, [(sides[k], v) for k, v in values.items() if sides[k] is not None]))
-    renderer = _Renderer(space, name, executor=executor, wandb=wandb, root=root, scale_lr=scale_lr)
-    prepared = renderer.points(split, values_list, [new_run_id() for _ in values_list])
+    to_prepare = [runs.Point(new_run_id(), recipe_texts=tuple(f"{k}={format_value(v)}" for k, v in values.items()
+                                                              if sides[k] is None),
+                             config_values=tuple((sides[k], v) for k, v in values.items() if sides[k] is not None),
+                             overrides=tuple(point_overrides(values)), tags=tuple(point_tags(values)))
+                  for values in values_list]
+    preparer = runs.Preparer(space.recipe, overrides=space.sets, smoke=space.smoke, executor=executor, wandb=wandb,
+                             root=root, sweep=name, scale_lr=scale_lr)
+    prepared = preparer.prepare(to_prepare)
     points = [PointPlan(index=i, values=v, prepared=p) for i, (v, p) in enumerate(zip(values_list, prepared,
                                                                                        strict=True))]
 
-    groups: dict[str, list[PointPlan]] = {}
-    for point in points:
-        groups.setdefault(_resources_key(point.prepared.spec.resources), []).append(point)
+    groups = _by_resources(points)
     if len(groups) > 1 and not split_arrays:
-        first, other = (asdict(g[0].prepared.spec.resources) for g in list(groups.values())[:2])
+        first, other = (asdict(g[0].prepared.spec.resources) for g in groups[:2])
         differ = "; ".join(f"resources.{k}: {first[k]!r} vs {other[k]!r}" for k in first if first[k] != other[k])
         raise SweepError(f"points ask for different resources ({differ}), which would split the sweep into "
                          f"{len(groups)} job arrays; sweep resources in separate sweeps, or pass --split-arrays")
@@ -249,7 +153,7 @@ def plan(space: Space, *, executor: str = "auto", wandb: str = "auto", root: Pat
         seen[point.signature] = point.index
 
     result = Plan(name=name, space=space, recipe=base, root=root, executor=points[0].prepared.spec.executor,
-                  max_parallel=space.max_parallel, points=points, renders=len(renderer.variants))
+                  max_parallel=space.max_parallel, points=points, renders=len(preparer.variants))
     if ledger is not None:
         check_existing(result, ledger)
         decide(result, ledger, retry_failed=retry_failed, force=force)

@@ -8,6 +8,7 @@ grammars (never `eval`).
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import itertools
 import json
@@ -36,6 +37,17 @@ class SweepError(RecipeError):
 
 def format_value(value: Any) -> str:
     """A value as `--set` reads it back (floats keep a dot or exponent YAML recognises: 1.0e-05)."""
+    if type(value) in (int, float, str, bool, type(None)):  # (a sweep formats each value thousands of times)
+        return _format_scalar(type(value), repr(value), value)
+    return _format(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _format_scalar(kind: type, text: str, value: Any) -> str:  # keyed by type and repr: 1, 1.0, True, -0.0 differ
+    return _format(value)
+
+
+def _format(value: Any) -> str:
     text = yaml.safe_dump(value, default_flow_style=True, width=1 << 20)
     return text.removesuffix("\n...\n").strip()
 
@@ -327,6 +339,144 @@ def _read_sweep_file(path: Path) -> SweepFile:
         raise SweepError(f"{path}: key '{key}': {first['msg']} (got {first.get('input')!r})") from None
 
 
+@dataclass
+class _Given:
+    """What a sweep file and the command line say, read but not yet checked as a whole."""
+
+    recipe: str
+    name: str | None
+    smoke: bool
+    random_n: int | None
+    random_seed: int | None
+    seeds: int | list[int] | None
+    max_parallel: int | None
+    file_sets: list[str] = field(default_factory=list)
+    # grid, zip, param (distribution texts), tie (expression texts): key -> what was given
+    sections: dict[str, dict[str, Any]] = field(default_factory=lambda: {s: {} for s in ("grid", "zip", "param",
+                                                                                          "tie")})
+    origin: dict[str, dict[str, str]] = field(default_factory=dict)  # section -> key -> the file that gave it
+
+    def add(self, section: str, key: str, value: Any, option: str) -> None:
+        if key in self.sections[section]:
+            where = self.origin.get(section, {}).get(key) or option
+            raise SweepError(f"{option} {key}: given twice (also in {where}); give each key once")
+        self.sections[section][key] = value
+
+
+def _read_given(ref: str, *, random_n: int | None, random_seed: int | None, seeds: int | None, smoke: bool,
+                name: str | None, max_parallel: int | None) -> _Given:
+    """The sweep file's sections (when `ref` is one) under the command line's options, which win where both give
+    a value; a random section and --random together are an error."""
+    if not is_sweep_file(ref):
+        return _Given(ref, name, smoke, random_n, random_seed, seeds, max_parallel)
+    path = Path(ref).expanduser()
+    spec = _read_sweep_file(path)
+    recipe = spec.recipe
+    if recipe.endswith((".yaml", ".yml")) and not Path(recipe).is_absolute() and (path.parent / recipe).is_file():
+        recipe = str(path.parent / recipe)
+    given = _Given(recipe, name or spec.name, smoke or spec.smoke, random_n, random_seed,
+                   spec.seeds if spec.seeds is not None and seeds is None else seeds,
+                   max_parallel or spec.max_parallel)
+    given.file_sets = ([f"{k}={format_value(v)}" for k, v in spec.set.items()] if isinstance(spec.set, dict)
+                       else list(spec.set))
+    given.sections["grid"].update((key, list(values)) for key, values in spec.grid.items())
+    given.sections["zip"].update((key, list(values)) for key, values in spec.zip.items())
+    if spec.random is not None:
+        if random_n is not None:
+            raise SweepError(f"{path} has a random section; drop --random or the section")
+        given.random_n = spec.random.n
+        given.random_seed = spec.random.seed if random_seed is None else random_seed
+        given.sections["param"].update(spec.random.params)
+    given.sections["tie"].update(spec.tie)
+    given.origin = {s: {k: str(path) for k in keys} for s, keys in given.sections.items()}
+    return given
+
+
+def _add_options(given: _Given, grid: list[str], zip_: list[str], params: list[str], ties: list[str]) -> None:
+    for item in grid:
+        given.add("grid", *parse_values(item, "--grid"), "--grid")
+    for item in zip_:
+        given.add("zip", *parse_values(item, "--zip"), "--zip")
+    for item in params:
+        given.add("param", *_key_and_text(item, "--param"), "--param")
+    for item in ties:
+        tie = parse_tie(item)
+        given.add("tie", tie.key, tie.expr, "--tie")
+
+
+def _check_lists(grid: dict[str, list], zips: dict[str, list]) -> None:
+    for key, values in [*grid.items(), *zips.items()]:
+        if not values:
+            raise SweepError(f"{key}: empty list of values; a swept key needs at least one value")
+    if len({len(v) for v in zips.values()}) > 1:
+        lengths = ", ".join(f"{k} has {len(v)}" for k, v in zips.items())
+        raise SweepError(f"zip lists must have the same length ({lengths})")
+
+
+def _check_random(distributions: dict[str, Distribution], random_n: int | None, random_seed: int | None) -> None:
+    if distributions and random_n is None:
+        raise SweepError("--param needs --random N (how many points to draw)")
+    if random_seed is not None and random_n is None:
+        raise SweepError("--seed S seeds the random search and needs --random N; to repeat points with training seeds "
+                         "use --seeds K, to fix the training seed --set seed=S")
+    if random_n is None:
+        return
+    if random_n <= 0:
+        raise SweepError(f"--random {random_n}: draw at least one point")
+    if not distributions:
+        raise SweepError("--random needs at least one --param KEY=DIST, "
+                         "e.g. --param optimizer.lr=loguniform(1e-5,1e-3)")
+    if random_seed is None:
+        raise SweepError("a random search needs --seed S (random: seed: in a file) so the same points are drawn "
+                         "again on the next invocation")
+
+
+def _check_seeds(seeds: int | list[int] | None) -> None:
+    if isinstance(seeds, int) and seeds <= 0:
+        raise SweepError(f"--seeds {seeds}: repeat every point at least once")
+    if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
+        raise SweepError(f"seeds {seeds}: give distinct seeds")
+
+
+def _owners(grid: dict, zips: dict, distributions: dict, seeds, ties: dict[str, Tie]) -> dict[str, str]:
+    """Each swept key -> the option that sweeps it; a key swept (or tied) by two is an error."""
+    owners: dict[str, str] = {}
+    for section, keys in (("--grid", grid), ("--zip", zips), ("--param", distributions),
+                          ("--seeds", ["seed"] if seeds else []), ("--tie", ties)):
+        for key in keys:
+            if key in owners and section == "--tie":
+                raise SweepError(f"conflicting ties: {key} is swept by {owners[key]} and tied by --tie "
+                                 f"{key}={ties[key].expr}; give it one source")
+            if key in owners:
+                raise SweepError(f"{key} is swept twice ({owners[key]} and {section}); give it one source")
+            owners[key] = section
+    return owners
+
+
+def _check_sources(owners: dict[str, str], sets: list[str], ties: dict[str, Tie]) -> None:
+    """No key both set and swept; every tie reads swept keys, without a cycle; something is swept."""
+    for text in sets:
+        key = text.partition("=")[0].strip()
+        if key in owners:
+            raise SweepError(f"{key} is both --set and swept ({owners[key]}); drop one")
+    for tie in ties.values():
+        for ref in tie.refs:
+            if ref not in owners:
+                known = ", ".join(owners) or "none"
+                raise SweepError(f"--tie {tie.key}={tie.expr}: '{ref}' is not a swept key (swept: {known})")
+    _tie_order(ties)
+    if not owners or set(owners.values()) == {"--tie"}:
+        raise SweepError("nothing to sweep: give --grid, --zip, --random with --param, or --seeds "
+                         "(or grid/zip/random/seeds sections in a sweep file)")
+
+
+def _check_options(name: str | None, max_parallel: int | None) -> None:
+    if name is not None and not trust.SAFE_NAME.fullmatch(name):
+        raise SweepError(f"sweep name '{name}': {trust.SAFE_NAME_RULE}")
+    if max_parallel is not None and max_parallel <= 0:
+        raise SweepError(f"--max-parallel {max_parallel}: allow at least one point at a time")
+
+
 def load_space(
     ref: str,
     *,
@@ -343,111 +493,22 @@ def load_space(
     max_parallel: int | None = None,
 ) -> Space:
     """The space from a sweep file and/or command-line options, checked for everything that needs no recipe."""
-    sections: dict[str, dict[str, Any]] = {"grid": {}, "zip": {}, "param": {}, "tie": {}}
-    file_sets: list[str] = []
-    recipe = ref
-    if is_sweep_file(ref):
-        path = Path(ref).expanduser()
-        spec = _read_sweep_file(path)
-        recipe = spec.recipe
-        if recipe.endswith((".yaml", ".yml")) and not Path(recipe).is_absolute() and (path.parent / recipe).is_file():
-            recipe = str(path.parent / recipe)
-        name = name or spec.name
-        smoke = smoke or spec.smoke
-        file_sets = ([f"{k}={format_value(v)}" for k, v in spec.set.items()] if isinstance(spec.set, dict)
-                     else list(spec.set))
-        for key, values in spec.grid.items():
-            sections["grid"][key] = list(values)
-        for key, values in spec.zip.items():
-            sections["zip"][key] = list(values)
-        if spec.random is not None:
-            if random_n is not None:
-                raise SweepError(f"{path} has a random section; drop --random or the section")
-            random_n, random_seed = spec.random.n, spec.random.seed if random_seed is None else random_seed
-            sections["param"].update(spec.random.params)
-        if spec.seeds is not None and seeds is None:
-            seeds = spec.seeds
-        sections["tie"].update(spec.tie)
-        max_parallel = max_parallel or spec.max_parallel
-        origin = {s: {k: str(path) for k in sections[s]} for s in sections}
-    else:
-        origin = {s: {} for s in sections}
-
-    def add(section: str, key: str, value: Any, option: str) -> None:
-        if key in sections[section]:
-            where = origin[section].get(key) or option
-            raise SweepError(f"{option} {key}: given twice (also in {where}); give each key once")
-        sections[section][key] = value
-
-    for item in grid:
-        add("grid", *parse_values(item, "--grid"), "--grid")
-    for item in zip_:
-        add("zip", *parse_values(item, "--zip"), "--zip")
-    for item in params:
-        add("param", *_key_and_text(item, "--param"), "--param")
-    for item in ties:
-        tie = parse_tie(item)
-        add("tie", tie.key, tie.expr, "--tie")
-
-    for key, values in [*sections["grid"].items(), *sections["zip"].items()]:
-        if not values:
-            raise SweepError(f"{key}: empty list of values; a swept key needs at least one value")
-    zips = sections["zip"]
-    if len({len(v) for v in zips.values()}) > 1:
-        lengths = ", ".join(f"{k} has {len(v)}" for k, v in zips.items())
-        raise SweepError(f"zip lists must have the same length ({lengths})")
+    given = _read_given(ref, random_n=random_n, random_seed=random_seed, seeds=seeds, smoke=smoke, name=name,
+                        max_parallel=max_parallel)
+    _add_options(given, grid, zip_, params, ties)
+    sections = given.sections
+    _check_lists(sections["grid"], sections["zip"])
     distributions = {k: parse_distribution(k, v) for k, v in sections["param"].items()}
-    if distributions and random_n is None:
-        raise SweepError("--param needs --random N (how many points to draw)")
-    if random_seed is not None and random_n is None:
-        raise SweepError("--seed S seeds the random search and needs --random N; to repeat points with training seeds "
-                         "use --seeds K, to fix the training seed --set seed=S")
-    if random_n is not None:
-        if random_n <= 0:
-            raise SweepError(f"--random {random_n}: draw at least one point")
-        if not distributions:
-            raise SweepError("--random needs at least one --param KEY=DIST, "
-                             "e.g. --param optimizer.lr=loguniform(1e-5,1e-3)")
-        if random_seed is None:
-            raise SweepError("a random search needs --seed S (random: seed: in a file) so the same points are drawn "
-                             "again on the next invocation")
-    if isinstance(seeds, int) and seeds <= 0:
-        raise SweepError(f"--seeds {seeds}: repeat every point at least once")
-    if isinstance(seeds, list) and (not seeds or len(set(seeds)) != len(seeds)):
-        raise SweepError(f"seeds {seeds}: give distinct seeds")
+    _check_random(distributions, given.random_n, given.random_seed)
+    _check_seeds(given.seeds)
     tie_objects = {k: parse_tie(f"{k}={v}") for k, v in sections["tie"].items()}
-
-    owners: dict[str, str] = {}
-    for section, keys in (("--grid", sections["grid"]), ("--zip", zips), ("--param", distributions),
-                          ("--seeds", ["seed"] if seeds else []), ("--tie", tie_objects)):
-        for key in keys:
-            if key in owners and section == "--tie":
-                raise SweepError(f"conflicting ties: {key} is swept by {owners[key]} and tied by --tie "
-                                 f"{key}={tie_objects[key].expr}; give it one source")
-            if key in owners:
-                raise SweepError(f"{key} is swept twice ({owners[key]} and {section}); give it one source")
-            owners[key] = section
-    all_sets = [*file_sets, *sets]
-    for text in all_sets:
-        key = text.partition("=")[0].strip()
-        if key in owners:
-            raise SweepError(f"{key} is both --set and swept ({owners[key]}); drop one")
-    for tie in tie_objects.values():
-        for ref in tie.refs:
-            if ref not in owners:
-                known = ", ".join(owners) or "none"
-                raise SweepError(f"--tie {tie.key}={tie.expr}: '{ref}' is not a swept key (swept: {known})")
-    _tie_order(tie_objects)
-    if not owners or set(owners.values()) == {"--tie"}:
-        raise SweepError("nothing to sweep: give --grid, --zip, --random with --param, or --seeds "
-                         "(or grid/zip/random/seeds sections in a sweep file)")
-    if name is not None and not trust.SAFE_NAME.fullmatch(name):
-        raise SweepError(f"sweep name '{name}': {trust.SAFE_NAME_RULE}")
-    if max_parallel is not None and max_parallel <= 0:
-        raise SweepError(f"--max-parallel {max_parallel}: allow at least one point at a time")
-    return Space(recipe=recipe, name=name, sets=tuple(all_sets), smoke=smoke, grid=sections["grid"], zip=zips,
-                 random_n=random_n, random_seed=random_seed, params=distributions, seeds=seeds, ties=tie_objects,
-                 max_parallel=max_parallel)
+    owners = _owners(sections["grid"], sections["zip"], distributions, given.seeds, tie_objects)
+    all_sets = [*given.file_sets, *sets]
+    _check_sources(owners, all_sets, tie_objects)
+    _check_options(given.name, given.max_parallel)
+    return Space(recipe=given.recipe, name=given.name, sets=tuple(all_sets), smoke=given.smoke, grid=sections["grid"],
+                 zip=sections["zip"], random_n=given.random_n, random_seed=given.random_seed, params=distributions,
+                 seeds=given.seeds, ties=tie_objects, max_parallel=given.max_parallel)
 
 
 def point_overrides(values: dict[str, Any]) -> list[str]:

@@ -1,6 +1,7 @@
 """Submitting a sweep: under the runs root's lock, settle what an interrupted invocation left, decide again, then
 record the sweep and its submissions and hand each group of points to the backend as one submission (a SLURM job
-array with `--max-parallel` as its `%` limit, or a local runner) -- the lifecycle `run` uses (swinctl.runs.submission).
+array with `--max-parallel` as its `%` limit -- several, sharing it, where the group exceeds MaxArraySize --, or a
+local runner) -- the lifecycle `run` uses (swinctl.runs.submission).
 """
 
 from __future__ import annotations
@@ -34,15 +35,14 @@ def submit(plan_: Plan, ledger) -> list[Submission]:
     """Record the sweep and every point marked `submit`, then submit each resource group as one submission."""
     from swinctl.runs import submission
 
-    groups: list[list[PointPlan]] = plan_.groups()
+    arrays: list[tuple[list[PointPlan], int]] = plan_.arrays()
     folder = sweep_dir(plan_.root, plan_.name) / "submitit"
     records = [submission.new_submission([p.prepared for p in group], folder=folder, sweep=plan_.name)
-               for group in groups]
+               for group, _ in arrays]
     ledger.register_sweep(plan_.name, plan_.recipe.name, spec_json(plan_.space, plan_.recipe.name), _points(plan_),
                           records)
     out = []
-    for group, record in zip(groups, records, strict=True):
-        parallel = plan_.parallelism(len(group))
+    for (group, parallel), record in zip(arrays, records, strict=True):
         submitted = submission.execute(ledger, record, [p.prepared for p in group], parallel)
         out.append(Submission(record.executor, submitted.job_id, record.run_ids, parallel,
                               plan_.backend.describe(submitted, len(group))))
