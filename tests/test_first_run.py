@@ -81,7 +81,7 @@ def test_a_dry_run_works_offline_without_the_data_and_shows_its_summary_before_a
     assert order == sorted(order)
     assert "model = dict(" not in out and re.search(r"rendered config: \d+ lines, not shown \(--config prints it\)",
                                                     out)
-    legend = next(line for line in lines if line.strip().startswith("- a note, not a change"))
+    legend = next(line for line in lines if line.strip().startswith("marks: - a note, not a change"))
     assert len(legend) <= width
 
 

@@ -206,9 +206,9 @@ def test_the_heading_counts_every_item_shown_and_one_legend_line_says_what_the_m
              {"severity": "note", "message": "pretrained weights not verified"}]
     lines = show.render_text(found, width=width).splitlines()
     assert lines[0] == "2 deviations and 1 note against the published setting"
-    assert lines[1].split() == "! may change the result ~ changed, compensated - a note, not a change".split()
+    assert lines[1].split() == "marks: ! may change the result ~ changed, compensated - a note, not a change".split()
     assert [line.split()[0] for line in lines[2:]] == ["!", "~", "-"]
     lines = show.render_text(found[2:], width=width).splitlines()
     assert lines[0] == "no deviations and 1 note against the published setting"
-    assert lines[1].split() == ["-", "a", "note,", "not", "a", "change"]  # only the marks shown
+    assert lines[1].split() == ["marks:", "-", "a", "note,", "not", "a", "change"]  # only the marks shown
     assert show.render_text([], width=width).splitlines() == ["no deviations against the published setting"]

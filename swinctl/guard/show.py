@@ -36,8 +36,8 @@ def deviations(found: list[dict], *, title: str = "against the published setting
         used += [mark] if mark not in used else []
         grid.add_row(Text(mark, style=style), Text(str(d["message"]), style="dim" if mark == "-" else ""))
     parts: list = [Text(heading(found, title), style="bold yellow" if real else "bold green")]
-    if used:  # short enough for one line at 80 columns with all three marks
-        parts.append(Text("  " + "  ".join(f"{m} {LEGEND[m]}" for m in "!~-" if m in used), style="dim"))
+    if used:  # one line at 80 columns with all three marks; "marks:" so that it does not read as one more item
+        parts.append(Text("  marks: " + "  ".join(f"{m} {LEGEND[m]}" for m in "!~-" if m in used), style="dim"))
     return Group(*parts, grid)
 
 
