@@ -303,3 +303,34 @@ def test_non_string_pretrained_is_rejected_when_the_backbone_is_built(pretrained
         MODELS.build(dict(type="swinctl.SwinTransformer", depths=(2, 2, 2, 2), pretrained=pretrained))
     model = SwinTransformer(depths=(2, 2, 2, 2), pretrained=Path("weights.pth"))  # a path is fine
     assert model.init_cfg == {"type": "Pretrained", "checkpoint": "weights.pth"}
+
+
+def test_out_killed_mid_write_keeps_the_previous_report_whole(three_recipes, tmp_path):
+    """`--out` goes to a temporary name and is renamed: a report killed halfway through writing (stopped there by
+    the atomic writer's test hook, then SIGKILLed) leaves the previous report as it was and no partial file."""
+    import signal
+    import subprocess
+    import sys
+
+    from polling import wait_for
+
+    from swinctl.job import checkpoints
+
+    runs = three_recipes[0]
+    out = tmp_path / "r.md"
+    out.write_text("the previous report\n")
+    child = subprocess.Popen([sys.executable, "-m", "swinctl.cli", "report", "--format", "md", "--out", str(out),
+                              "--runs-root", str(runs.root)], env={**os.environ, checkpoints.STOP_IN_SAVE: "r.md"},
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "T", 120,
+                 "the report to stop halfway through writing --out")
+        assert [p.name for p in tmp_path.glob("r.md.tmp-*")] == [f"r.md.tmp-{child.pid}"]
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert out.read_text() == "the previous report\n"
+    done = subprocess.run([sys.executable, "-m", "swinctl.cli", "report", "--format", "md", "--out", str(out),
+                           "--runs-root", str(runs.root)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert out.read_text().startswith("#") and "the previous report" not in out.read_text()

@@ -240,8 +240,10 @@ def render(report: Report, fmt: str = "table", out: Path | str | None = None) ->
         text = _html(report)
     if path is None:
         return text
-    try:
-        path.write_text(text, encoding="utf-8")
+    from swinctl.job.checkpoints import write_atomic
+
+    try:  # a temporary name, renamed: an interrupted write never leaves a half report (or half of the old one)
+        write_atomic(path, text.encode("utf-8"))
     except OSError as exc:
         raise ReportError(f"--out {path}: cannot write it ({exc.strerror or exc})") from None
     return path
