@@ -41,7 +41,9 @@ def test_a_learning_smoke_run_reaches_its_goal_on_the_validation_split(recipe, t
     assert run["value"] >= run["goal"], run  # mIoU >= 50 / bbox mAP >= 10: learnt, and evaluated correctly
     # it said what it was doing, and what the numbers mean
     out = " ".join(re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", " ", run["stdout"]).split())
-    assert "starting" in out and "training" in out and "completed" in out, out[-3000:]
+    # (a terminal sees every frame of the progress line; a pipe gets only the last, printed once at the end)
+    words = ("starting", "training", "completed") if OUTPUT[recipe]["TTY_COMPATIBLE"] else ("completed",)
+    assert all(word in out for word in words), out[-3000:]
     expected = load_recipe(recipe).expected  # the first source's numbers (seed README: 42.6 / 39.5, 44.3)
     published = " / ".join(f"{e.value:g} {e.metric}" for e in expected if e.source == expected[0].source)
     assert ("smoke run (learn profile) on generated demo data: these numbers show that the pipeline learns; they "

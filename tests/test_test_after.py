@@ -118,7 +118,7 @@ def test_dry_run_shows_the_dependent_sbatch_script_and_bad_choices_are_refused(t
     assert "#SBATCH --dependency=afterok:TRAIN_JOB_ID" in result.output
     assert "#SBATCH --kill-on-invalid-dep=yes" in result.output
     refused = _invoke(root, "run", *SHORT, "--executor", "local", "--test-after", "worst")
-    assert refused.exit_code == 2 and "--test-after worst: choose last" in refused.output
+    assert refused.exit_code == 2 and "--test-after worst: choose one of last, best" in refused.output
     assert not list(root.glob("*/recipe.yaml"))  # nothing written
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import io
 import os
 import re
@@ -90,16 +89,25 @@ def _asking_sacct() -> Iterator[None]:
         unreachable = one_line("\n".join(line for line in said.splitlines() if line.startswith("sacct")) or said)
 
 
-@functools.cache
+_max_array_sizes: dict[str | None, int] = {}  # per SLURM_CONF: what each controller said
+
+
 def max_array_size() -> int | None:
-    """The controller's MaxArraySize (array indices run below it), from `scontrol show config`; None where it
-    cannot be asked (no SLURM here: a dry run on a laptop) or does not say."""
+    """The controller's MaxArraySize (array indices run below it), from `scontrol show config`, asked once per
+    SLURM_CONF; None where it cannot be asked (no SLURM here: a dry run on a laptop) or does not say, which is not
+    remembered (a long-lived process may reach the controller later)."""
+    conf = os.environ.get("SLURM_CONF")
+    if conf in _max_array_sizes:
+        return _max_array_sizes[conf]
     try:
         done = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired):
         return None
     match = re.search(r"^MaxArraySize\s*=\s*(\d+)", done.stdout, re.M)
-    return int(match.group(1)) if match and int(match.group(1)) > 0 else None
+    if not match or int(match.group(1)) <= 0:
+        return None
+    _max_array_sizes[conf] = int(match.group(1))
+    return _max_array_sizes[conf]
 
 
 def slurm_reachable() -> bool:
